@@ -1,0 +1,506 @@
+//! The tape: a flat arena of nodes in execution order, and the transforms that walk it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use smallvec::SmallVec;
+
+use crate::ops::Prim;
+use crate::{CustomOp, Element, Error, Result, Tensor, Var};
+
+/// What produced a node.
+#[derive(Clone)]
+pub(crate) enum Kind<E: Element> {
+    /// An input: a variable or a constant.
+    Leaf,
+    /// A primitive applied to the node's inputs.
+    Prim(Prim<E>),
+    /// A custom op with this many outputs; they are the nodes right after it. The node's own
+    /// value is empty.
+    Custom(Rc<dyn CustomOp<E>>, usize),
+    /// Output `k` of the custom op that is this node's single input.
+    Output(usize),
+}
+
+pub(crate) struct Node<E: Element> {
+    pub(crate) kind: Kind<E>,
+    pub(crate) inputs: SmallVec<[u32; 2]>,
+    pub(crate) value: Tensor<E>,
+    pub(crate) requires_grad: bool,
+}
+
+/// Free buffers by length, so a cleared tape reuses its memory instead of allocating.
+struct Pool<E> {
+    free: HashMap<usize, Vec<Vec<E>>>,
+}
+
+impl<E: Element> Pool<E> {
+    fn take(&mut self, len: usize) -> Vec<E> {
+        match self.free.get_mut(&len).and_then(|v| v.pop()) {
+            Some(buf) => buf,
+            None => vec![E::ZERO; len],
+        }
+    }
+
+    fn give(&mut self, buf: Vec<E>) {
+        if buf.capacity() > 0 {
+            self.free.entry(buf.len()).or_default().push(buf);
+        }
+    }
+}
+
+struct Inner<E: Element> {
+    nodes: Vec<Node<E>>,
+    pool: Pool<E>,
+}
+
+/// A recording of tensor operations, differentiable in reverse and forward mode to any order.
+///
+/// Nodes are stored in execution order, so reverse mode is one reversed loop and forward mode
+/// one forward loop, with no topological sort. [`Var`] is a `Copy` handle into the tape.
+/// [`clear`](Tape::clear) drops every node but keeps the buffers, so a solver that evaluates
+/// its dynamics thousands of times allocates only on the first evaluation.
+///
+/// ```
+/// use autodiff::{Tape, Tensor};
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(Tensor::from_f64s(1, 2, &[1.0, 2.0]));
+/// let y = (x * x).sum();                     // y = x₁² + x₂²
+/// let g = tape.grad(y, &[x]).unwrap();       // ∇y = 2x
+/// assert_eq!(g[0].as_slice(), &[2.0, 4.0]);
+/// ```
+pub struct Tape<E: Element> {
+    inner: RefCell<Inner<E>>,
+    no_grad: Cell<u32>,
+}
+
+impl<E: Element> Default for Tape<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E: Element> Tape<E> {
+    /// An empty tape.
+    pub fn new() -> Self {
+        Tape { inner: RefCell::new(Inner { nodes: Vec::new(), pool: Pool { free: HashMap::new() } }), no_grad: Cell::new(0) }
+    }
+
+    /// Number of recorded nodes.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().nodes.len()
+    }
+
+    /// `true` when nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every node, keeping the buffers for reuse. Every `Var` of this tape becomes invalid.
+    pub fn clear(&self) {
+        self.truncate(0);
+    }
+
+    /// Drops the nodes from `len` on (keeping their buffers); `Var`s created after the tape had
+    /// `len` nodes become invalid. Use with [`len`](Tape::len) as a mark.
+    pub fn truncate(&self, len: usize) {
+        let mut inner = self.inner.borrow_mut();
+        let Inner { nodes, pool } = &mut *inner;
+        while nodes.len() > len {
+            let node = nodes.pop().expect("non-empty");
+            pool.give(node.value.into_vec());
+        }
+    }
+
+    /// Bytes held by the node values currently on the tape (not counting the free pool).
+    pub fn bytes(&self) -> usize {
+        self.inner.borrow().nodes.iter().map(|n| n.value.len() * std::mem::size_of::<E>()).sum()
+    }
+
+    /// A leaf that gradients are taken with respect to (`requires_grad = true`).
+    pub fn var(&self, value: Tensor<E>) -> Var<'_, E> {
+        let rg = self.no_grad.get() == 0;
+        self.push_leaf(value, rg)
+    }
+
+    /// A leaf that is never differentiated.
+    pub fn constant(&self, value: Tensor<E>) -> Var<'_, E> {
+        self.push_leaf(value, false)
+    }
+
+    /// A `1 × 1` constant.
+    pub fn scalar(&self, value: E) -> Var<'_, E> {
+        self.constant(Tensor::scalar(value))
+    }
+
+    /// A zero constant of the given shape.
+    pub fn zeros(&self, rows: usize, cols: usize) -> Var<'_, E> {
+        let mut inner = self.inner.borrow_mut();
+        let mut buf = inner.pool.take(rows * cols);
+        buf.fill(E::ZERO);
+        drop(inner);
+        self.push_leaf(Tensor::from_parts(rows, cols, buf), false)
+    }
+
+    /// A constant filled with `value`.
+    pub fn full(&self, rows: usize, cols: usize, value: E) -> Var<'_, E> {
+        let z = self.zeros(rows, cols);
+        self.inner.borrow_mut().nodes[z.id as usize].value.fill(value);
+        z
+    }
+
+    /// Runs `f` with recording of derivatives switched off: every node it creates, `var`s
+    /// included, is a constant (like `torch.no_grad()`).
+    pub fn no_grad<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Guard<'a>(&'a Cell<u32>);
+        impl Drop for Guard<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
+        self.no_grad.set(self.no_grad.get() + 1);
+        let _g = Guard(&self.no_grad);
+        f()
+    }
+
+    /// Concatenates along columns (all inputs must have the same number of rows).
+    pub fn concat_cols<'t>(&'t self, parts: &[Var<'t, E>]) -> Var<'t, E> {
+        assert!(!parts.is_empty(), "concat_cols: no inputs");
+        if parts.len() == 1 {
+            return parts[0];
+        }
+        self.push_prim(Prim::ConcatCols, parts)
+    }
+
+    /// Records a custom op applied to `inputs` and returns its outputs.
+    pub fn custom<'t>(&'t self, op: Rc<dyn CustomOp<E>>, inputs: &[Var<'t, E>]) -> Result<Vec<Var<'t, E>>> {
+        for x in inputs {
+            self.check_same(*x, op.name());
+        }
+        let outs = {
+            let inner = self.inner.borrow();
+            let vals: SmallVec<[&Tensor<E>; 8]> = inputs.iter().map(|x| &inner.nodes[x.id as usize].value).collect();
+            op.forward(&vals)?
+        };
+        let rg = self.no_grad.get() == 0 && inputs.iter().any(|x| x.requires_grad());
+        let n = outs.len();
+        let mut inner = self.inner.borrow_mut();
+        let id = inner.nodes.len() as u32;
+        inner.nodes.push(Node {
+            kind: Kind::Custom(op, n),
+            inputs: inputs.iter().map(|x| x.id).collect(),
+            value: Tensor::zeros(0, 0),
+            requires_grad: rg,
+        });
+        let mut vars = Vec::with_capacity(n);
+        for (k, v) in outs.into_iter().enumerate() {
+            let oid = inner.nodes.len() as u32;
+            inner.nodes.push(Node { kind: Kind::Output(k), inputs: smallvec::smallvec![id], value: v, requires_grad: rg });
+            vars.push(Var { tape: self, id: oid });
+        }
+        Ok(vars)
+    }
+
+    fn push_leaf(&self, value: Tensor<E>, requires_grad: bool) -> Var<'_, E> {
+        let mut inner = self.inner.borrow_mut();
+        let id = inner.nodes.len() as u32;
+        inner.nodes.push(Node { kind: Kind::Leaf, inputs: SmallVec::new(), value, requires_grad });
+        Var { tape: self, id }
+    }
+
+    fn check_same(&self, x: Var<'_, E>, op: &str) {
+        assert!(std::ptr::eq(x.tape, self), "{op}: operand belongs to a different tape");
+    }
+
+    /// Records a primitive: validates shapes, runs the forward kernel into a pooled buffer.
+    pub(crate) fn push_prim<'t>(&'t self, prim: Prim<E>, inputs: &[Var<'t, E>]) -> Var<'t, E> {
+        for x in inputs {
+            self.check_same(*x, prim.name());
+        }
+        let mut inner = self.inner.borrow_mut();
+        let Inner { nodes, pool } = &mut *inner;
+        let (value, rg) = {
+            let vals: SmallVec<[&Tensor<E>; 4]> = inputs.iter().map(|x| &nodes[x.id as usize].value).collect();
+            let (r, c) = prim.out_shape(&vals);
+            let mut out = Tensor::from_parts(r, c, pool.take(r * c));
+            prim.forward(&vals, &mut out);
+            let rg = self.no_grad.get() == 0 && inputs.iter().any(|x| nodes[x.id as usize].requires_grad);
+            (out, rg)
+        };
+        let id = nodes.len() as u32;
+        nodes.push(Node { kind: Kind::Prim(prim), inputs: inputs.iter().map(|x| x.id).collect(), value, requires_grad: rg });
+        Var { tape: self, id }
+    }
+
+    pub(crate) fn with_node<R>(&self, id: u32, f: impl FnOnce(&Node<E>) -> R) -> R {
+        let inner = self.inner.borrow();
+        let node = inner.nodes.get(id as usize).unwrap_or_else(|| {
+            panic!("Var #{id} is not on this tape (it has {} nodes): was the tape cleared?", inner.nodes.len())
+        });
+        f(node)
+    }
+
+    // ---------------------------------------------------------------- transforms
+
+    /// Gradient of the scalar `y` with respect to each of `xs`, as plain values.
+    ///
+    /// Nothing the backward pass records is kept: the tape is truncated back afterwards.
+    /// For gradients that can be differentiated again use [`grad_graph`](Tape::grad_graph).
+    pub fn grad<'t>(&'t self, y: Var<'t, E>, xs: &[Var<'t, E>]) -> Result<Vec<Tensor<E>>> {
+        assert_scalar(y, "grad");
+        let mark = self.len();
+        let seed = self.scalar(E::ONE);
+        let res = self.backward(&[y], &[seed], xs);
+        let out = res.map(|gs| values_or_zeros(xs, &gs));
+        self.truncate(mark);
+        out
+    }
+
+    /// Gradient of the scalar `y` with respect to `xs`, recorded on the tape (PyTorch's
+    /// `create_graph=True`): the results are `Var`s that can be differentiated again.
+    pub fn grad_graph<'t>(&'t self, y: Var<'t, E>, xs: &[Var<'t, E>]) -> Result<Vec<Var<'t, E>>> {
+        assert_scalar(y, "grad_graph");
+        let seed = self.scalar(E::ONE);
+        let gs = self.backward(&[y], &[seed], xs)?;
+        Ok(self.vars_or_zeros(xs, gs))
+    }
+
+    /// Vector-Jacobian product: Σₖ cotangentsₖᵀ ∂outputsₖ/∂xs, recorded on the tape (the
+    /// results are differentiable). Each cotangent must have its output's shape.
+    pub fn vjp<'t>(&'t self, outputs: &[Var<'t, E>], cotangents: &[Var<'t, E>], xs: &[Var<'t, E>]) -> Result<Vec<Var<'t, E>>> {
+        let gs = self.backward(outputs, cotangents, xs)?;
+        Ok(self.vars_or_zeros(xs, gs))
+    }
+
+    /// Jacobian-vector product: the directional derivative of each output along the tangents
+    /// of `xs`, by one forward sweep. Recorded on the tape (differentiable).
+    pub fn jvp<'t>(&'t self, outputs: &[Var<'t, E>], xs: &[Var<'t, E>], tangents: &[Var<'t, E>]) -> Result<Vec<Var<'t, E>>> {
+        assert_eq!(xs.len(), tangents.len(), "jvp: {} inputs but {} tangents", xs.len(), tangents.len());
+        let ts = self.forward_sweep(outputs, xs, tangents)?;
+        Ok(outputs
+            .iter()
+            .zip(ts)
+            .map(|(o, t)| t.unwrap_or_else(|| {
+                let (r, c) = o.shape();
+                self.zeros(r, c)
+            }))
+            .collect())
+    }
+
+    /// Hessian-vector product ∇²y · v of a scalar `y` (forward-over-reverse: the JVP of the
+    /// recorded gradient). Recorded on the tape.
+    pub fn hvp<'t>(&'t self, y: Var<'t, E>, xs: &[Var<'t, E>], vs: &[Var<'t, E>]) -> Result<Vec<Var<'t, E>>> {
+        let g = self.grad_graph(y, xs)?;
+        self.jvp(&g, xs, vs)
+    }
+
+    /// Full Jacobian ∂y/∂x as a `(len y) × (len x)` matrix (row-major flattening), by one VJP
+    /// per output element. Meant for small problems and tests.
+    pub fn jacobian<'t>(&'t self, y: Var<'t, E>, x: Var<'t, E>) -> Result<Tensor<E>> {
+        let (r, c) = y.shape();
+        let n = x.shape().0 * x.shape().1;
+        let mut jac = Tensor::zeros(r * c, n);
+        for i in 0..r * c {
+            let mark = self.len();
+            let mut e = Tensor::zeros(r, c);
+            e.as_mut_slice()[i] = E::ONE;
+            let seed = self.constant(e);
+            let g = self.backward(&[y], &[seed], &[x]);
+            let row = g.map(|g| values_or_zeros(&[x], &g));
+            self.truncate(mark);
+            let row = row?;
+            jac.as_mut_slice()[i * n..(i + 1) * n].copy_from_slice(row[0].as_slice());
+        }
+        Ok(jac)
+    }
+
+    fn vars_or_zeros<'t>(&'t self, xs: &[Var<'t, E>], gs: Vec<Option<Var<'t, E>>>) -> Vec<Var<'t, E>> {
+        xs.iter()
+            .zip(gs)
+            .map(|(x, g)| g.unwrap_or_else(|| {
+                let (r, c) = x.shape();
+                self.zeros(r, c)
+            }))
+            .collect()
+    }
+
+    /// The reverse sweep shared by every reverse-mode transform: cotangents accumulate in a
+    /// table indexed by node id; `None` is the symbolic zero.
+    fn backward<'t>(&'t self, outputs: &[Var<'t, E>], cts: &[Var<'t, E>], xs: &[Var<'t, E>]) -> Result<Vec<Option<Var<'t, E>>>> {
+        assert_eq!(outputs.len(), cts.len(), "vjp: {} outputs but {} cotangents", outputs.len(), cts.len());
+        let Some(start) = xs.iter().map(|x| x.id).min() else { return Ok(Vec::new()) };
+        for x in xs.iter().chain(outputs).chain(cts) {
+            self.check_same(*x, "vjp");
+        }
+        let end = outputs.iter().map(|o| o.id).max().unwrap_or(0);
+        if end < start {
+            return Ok(vec![None; xs.len()]);
+        }
+        let mut cot: Vec<Option<Var<'t, E>>> = vec![None; (end - start + 1) as usize];
+        for (o, c) in outputs.iter().zip(cts) {
+            assert_eq!(o.shape(), c.shape(), "vjp: cotangent shape {:?} differs from output shape {:?}", c.shape(), o.shape());
+            if o.id >= start {
+                accumulate(&mut cot[(o.id - start) as usize], *c);
+            }
+        }
+        let mut multi: HashMap<u32, Vec<Option<Var<'t, E>>>> = HashMap::new();
+        for id in (start..=end).rev() {
+            let slot = (id - start) as usize;
+            let has_cot = cot[slot].is_some();
+            if !has_cot && !multi.contains_key(&id) {
+                continue;
+            }
+            let (kind, inputs, rg) = self.with_node(id, |n| (n.kind.clone(), n.inputs.clone(), n.requires_grad));
+            if !rg {
+                continue;
+            }
+            let xs_in: SmallVec<[Var<'t, E>; 4]> = inputs.iter().map(|&j| Var { tape: self, id: j }).collect();
+            let needs: SmallVec<[bool; 4]> = inputs.iter().map(|&j| j >= start && self.with_node(j, |n| n.requires_grad)).collect();
+            match kind {
+                Kind::Leaf => {}
+                Kind::Prim(p) => {
+                    if !needs.iter().any(|&b| b) {
+                        continue;
+                    }
+                    let g = cot[slot].expect("checked");
+                    let gs = p.vjp(&xs_in, Var { tape: self, id }, g, &needs);
+                    for ((&j, gj), &need) in inputs.iter().zip(gs).zip(&needs) {
+                        if let (Some(gj), true) = (gj, need) {
+                            accumulate(&mut cot[(j - start) as usize], gj);
+                        }
+                    }
+                }
+                Kind::Output(k) => {
+                    let op_id = inputs[0];
+                    let g = cot[slot].expect("checked");
+                    let n = self.with_node(op_id, |n| match n.kind {
+                        Kind::Custom(_, n) => n,
+                        _ => unreachable!("Output node whose input is not a custom op"),
+                    });
+                    let entry = multi.entry(op_id).or_insert_with(|| vec![None; n]);
+                    accumulate(&mut entry[k], g);
+                }
+                Kind::Custom(op, n) => {
+                    let cs = multi.remove(&id).expect("checked");
+                    if !needs.iter().any(|&b| b) {
+                        continue;
+                    }
+                    let outs: Vec<Var<'t, E>> = (1..=n as u32).map(|k| Var { tape: self, id: id + k }).collect();
+                    let gs = op.vjp(&xs_in, &outs, &cs, &needs).map_err(|e| Error::new(format!("{} (vjp)", op.name()), e))?;
+                    assert_eq!(gs.len(), inputs.len(), "{}: vjp returned {} cotangents for {} inputs", op.name(), gs.len(), inputs.len());
+                    for ((&j, gj), &need) in inputs.iter().zip(gs).zip(&needs) {
+                        if let (Some(gj), true) = (gj, need) {
+                            accumulate(&mut cot[(j - start) as usize], gj);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(xs.iter().map(|x| cot[(x.id - start) as usize]).collect())
+    }
+
+    /// The forward sweep of forward mode: tangents flow from `xs` through the ancestors of
+    /// `outputs` in recording order.
+    fn forward_sweep<'t>(&'t self, outputs: &[Var<'t, E>], xs: &[Var<'t, E>], ts: &[Var<'t, E>]) -> Result<Vec<Option<Var<'t, E>>>> {
+        let Some(start) = xs.iter().map(|x| x.id).min() else { return Ok(vec![None; outputs.len()]) };
+        for x in xs.iter().chain(outputs).chain(ts) {
+            self.check_same(*x, "jvp");
+        }
+        let end = outputs.iter().map(|o| o.id).max().unwrap_or(0);
+        if end < start {
+            return Ok(vec![None; outputs.len()]);
+        }
+        let n = (end - start + 1) as usize;
+        // Only ancestors of the outputs need tangents.
+        let mut needed = vec![false; n];
+        for o in outputs {
+            if o.id >= start {
+                needed[(o.id - start) as usize] = true;
+            }
+        }
+        for id in (start..=end).rev() {
+            if needed[(id - start) as usize] {
+                self.with_node(id, |node| {
+                    for &j in &node.inputs {
+                        if j >= start {
+                            needed[(j - start) as usize] = true;
+                        }
+                    }
+                });
+            }
+        }
+        let mut tan: Vec<Option<Var<'t, E>>> = vec![None; n];
+        let mut seeded = vec![false; n];
+        for (x, t) in xs.iter().zip(ts) {
+            assert_eq!(x.shape(), t.shape(), "jvp: tangent shape {:?} differs from input shape {:?}", t.shape(), x.shape());
+            let slot = (x.id - start) as usize;
+            accumulate(&mut tan[slot], *t);
+            seeded[slot] = true;
+        }
+        let mut multi: HashMap<u32, Vec<Option<Var<'t, E>>>> = HashMap::new();
+        for id in start..=end {
+            let slot = (id - start) as usize;
+            if !needed[slot] || seeded[slot] {
+                continue;
+            }
+            let (kind, inputs) = self.with_node(id, |n| (n.kind.clone(), n.inputs.clone()));
+            let tin: SmallVec<[Option<Var<'t, E>>; 4]> =
+                inputs.iter().map(|&j| if j >= start { tan[(j - start) as usize] } else { None }).collect();
+            match kind {
+                Kind::Leaf => {}
+                Kind::Prim(p) => {
+                    if tin.iter().all(|t| t.is_none()) {
+                        continue;
+                    }
+                    let xs_in: SmallVec<[Var<'t, E>; 4]> = inputs.iter().map(|&j| Var { tape: self, id: j }).collect();
+                    tan[slot] = p.jvp(&xs_in, Var { tape: self, id }, &tin);
+                }
+                Kind::Custom(op, nout) => {
+                    if tin.iter().all(|t| t.is_none()) {
+                        continue;
+                    }
+                    let xs_in: Vec<Var<'t, E>> = inputs.iter().map(|&j| Var { tape: self, id: j }).collect();
+                    let outs: Vec<Var<'t, E>> = (1..=nout as u32).map(|k| Var { tape: self, id: id + k }).collect();
+                    let res = op.jvp(&xs_in, &outs, &tin).map_err(|e| Error::new(format!("{} (jvp)", op.name()), e))?;
+                    assert_eq!(res.len(), nout, "{}: jvp returned {} tangents for {} outputs", op.name(), res.len(), nout);
+                    multi.insert(id, res);
+                }
+                Kind::Output(k) => {
+                    if let Some(ts) = multi.get(&inputs[0]) {
+                        tan[slot] = ts[k];
+                    }
+                }
+            }
+        }
+        Ok(outputs.iter().map(|o| if o.id >= start { tan[(o.id - start) as usize] } else { None }).collect())
+    }
+}
+
+fn assert_scalar<E: Element>(y: Var<'_, E>, what: &str) {
+    assert_eq!(y.shape(), (1, 1), "{what}: output must be a 1x1 scalar, got {:?} (use vjp for non-scalar outputs)", y.shape());
+}
+
+fn values_or_zeros<E: Element>(xs: &[Var<'_, E>], gs: &[Option<Var<'_, E>>]) -> Vec<Tensor<E>> {
+    xs.iter()
+        .zip(gs)
+        .map(|(x, g)| match g {
+            Some(g) => g.value(),
+            None => {
+                let (r, c) = x.shape();
+                Tensor::zeros(r, c)
+            }
+        })
+        .collect()
+}
+
+/// Adds a contribution to a cotangent or tangent slot (`None` is the symbolic zero).
+pub(crate) fn accumulate<'t, E: Element>(slot: &mut Option<Var<'t, E>>, g: Var<'t, E>) {
+    *slot = Some(match *slot {
+        None => g,
+        Some(prev) => {
+            assert_eq!(prev.shape(), g.shape(), "gradient accumulation: shapes {:?} and {:?} differ", prev.shape(), g.shape());
+            prev + g
+        }
+    });
+}
