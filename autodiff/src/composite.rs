@@ -28,7 +28,10 @@ impl<'t, E: Element> Var<'t, E> {
             let mut m = crate::Tensor::full(r, 1, E::ZERO);
             for i in 0..r {
                 let row = v.row(i);
-                let mx = row.iter().copied().fold(row.first().copied().unwrap_or(E::ZERO), E::max);
+                let mx = row
+                    .iter()
+                    .copied()
+                    .fold(row.first().copied().unwrap_or(E::ZERO), E::max);
                 m.set(i, 0, if mx.is_finite() { mx } else { E::ZERO });
             }
             m

@@ -16,8 +16,14 @@ pub struct Error {
 
 impl Error {
     /// Wraps an operation's error.
-    pub fn new(op: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
-        Error { op: op.into(), source: source.into() }
+    pub fn new(
+        op: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Error {
+            op: op.into(),
+            source: source.into(),
+        }
     }
 
     /// The wrapped error, downcast to a concrete type if it is one.

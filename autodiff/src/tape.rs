@@ -84,7 +84,15 @@ impl<E: Element> Default for Tape<E> {
 impl<E: Element> Tape<E> {
     /// An empty tape.
     pub fn new() -> Self {
-        Tape { inner: RefCell::new(Inner { nodes: Vec::new(), pool: Pool { free: HashMap::new() } }), no_grad: Cell::new(0) }
+        Tape {
+            inner: RefCell::new(Inner {
+                nodes: Vec::new(),
+                pool: Pool {
+                    free: HashMap::new(),
+                },
+            }),
+            no_grad: Cell::new(0),
+        }
     }
 
     /// Number of recorded nodes.
@@ -115,7 +123,12 @@ impl<E: Element> Tape<E> {
 
     /// Bytes held by the node values currently on the tape (not counting the free pool).
     pub fn bytes(&self) -> usize {
-        self.inner.borrow().nodes.iter().map(|n| n.value.len() * std::mem::size_of::<E>()).sum()
+        self.inner
+            .borrow()
+            .nodes
+            .iter()
+            .map(|n| n.value.len() * std::mem::size_of::<E>())
+            .sum()
     }
 
     /// A leaf that gradients are taken with respect to (`requires_grad = true`).
@@ -146,7 +159,9 @@ impl<E: Element> Tape<E> {
     /// A constant filled with `value`.
     pub fn full(&self, rows: usize, cols: usize, value: E) -> Var<'_, E> {
         let z = self.zeros(rows, cols);
-        self.inner.borrow_mut().nodes[z.id as usize].value.fill(value);
+        self.inner.borrow_mut().nodes[z.id as usize]
+            .value
+            .fill(value);
         z
     }
 
@@ -174,13 +189,20 @@ impl<E: Element> Tape<E> {
     }
 
     /// Records a custom op applied to `inputs` and returns its outputs.
-    pub fn custom<'t>(&'t self, op: Rc<dyn CustomOp<E>>, inputs: &[Var<'t, E>]) -> Result<Vec<Var<'t, E>>> {
+    pub fn custom<'t>(
+        &'t self,
+        op: Rc<dyn CustomOp<E>>,
+        inputs: &[Var<'t, E>],
+    ) -> Result<Vec<Var<'t, E>>> {
         for x in inputs {
             self.check_same(*x, op.name());
         }
         let outs = {
             let inner = self.inner.borrow();
-            let vals: SmallVec<[&Tensor<E>; 8]> = inputs.iter().map(|x| &inner.nodes[x.id as usize].value).collect();
+            let vals: SmallVec<[&Tensor<E>; 8]> = inputs
+                .iter()
+                .map(|x| &inner.nodes[x.id as usize].value)
+                .collect();
             op.forward(&vals)?
         };
         let rg = self.no_grad.get() == 0 && inputs.iter().any(|x| x.requires_grad());
@@ -196,8 +218,16 @@ impl<E: Element> Tape<E> {
         let mut vars = Vec::with_capacity(n);
         for (k, v) in outs.into_iter().enumerate() {
             let oid = inner.nodes.len() as u32;
-            inner.nodes.push(Node { kind: Kind::Output(k), inputs: smallvec::smallvec![id], value: v, requires_grad: rg });
-            vars.push(Var { tape: self, id: oid });
+            inner.nodes.push(Node {
+                kind: Kind::Output(k),
+                inputs: smallvec::smallvec![id],
+                value: v,
+                requires_grad: rg,
+            });
+            vars.push(Var {
+                tape: self,
+                id: oid,
+            });
         }
         Ok(vars)
     }
@@ -205,12 +235,20 @@ impl<E: Element> Tape<E> {
     fn push_leaf(&self, value: Tensor<E>, requires_grad: bool) -> Var<'_, E> {
         let mut inner = self.inner.borrow_mut();
         let id = inner.nodes.len() as u32;
-        inner.nodes.push(Node { kind: Kind::Leaf, inputs: SmallVec::new(), value, requires_grad });
+        inner.nodes.push(Node {
+            kind: Kind::Leaf,
+            inputs: SmallVec::new(),
+            value,
+            requires_grad,
+        });
         Var { tape: self, id }
     }
 
     fn check_same(&self, x: Var<'_, E>, op: &str) {
-        assert!(std::ptr::eq(x.tape, self), "{op}: operand belongs to a different tape");
+        assert!(
+            std::ptr::eq(x.tape, self),
+            "{op}: operand belongs to a different tape"
+        );
     }
 
     /// Records a primitive: validates shapes, runs the forward kernel into a pooled buffer.
@@ -221,22 +259,32 @@ impl<E: Element> Tape<E> {
         let mut inner = self.inner.borrow_mut();
         let Inner { nodes, pool } = &mut *inner;
         let (value, rg) = {
-            let vals: SmallVec<[&Tensor<E>; 4]> = inputs.iter().map(|x| &nodes[x.id as usize].value).collect();
+            let vals: SmallVec<[&Tensor<E>; 4]> =
+                inputs.iter().map(|x| &nodes[x.id as usize].value).collect();
             let (r, c) = prim.out_shape(&vals);
             let mut out = Tensor::from_parts(r, c, pool.take(r * c));
             prim.forward(&vals, &mut out);
-            let rg = self.no_grad.get() == 0 && inputs.iter().any(|x| nodes[x.id as usize].requires_grad);
+            let rg = self.no_grad.get() == 0
+                && inputs.iter().any(|x| nodes[x.id as usize].requires_grad);
             (out, rg)
         };
         let id = nodes.len() as u32;
-        nodes.push(Node { kind: Kind::Prim(prim), inputs: inputs.iter().map(|x| x.id).collect(), value, requires_grad: rg });
+        nodes.push(Node {
+            kind: Kind::Prim(prim),
+            inputs: inputs.iter().map(|x| x.id).collect(),
+            value,
+            requires_grad: rg,
+        });
         Var { tape: self, id }
     }
 
     pub(crate) fn with_node<R>(&self, id: u32, f: impl FnOnce(&Node<E>) -> R) -> R {
         let inner = self.inner.borrow();
         let node = inner.nodes.get(id as usize).unwrap_or_else(|| {
-            panic!("Var #{id} is not on this tape (it has {} nodes): was the tape cleared?", inner.nodes.len())
+            panic!(
+                "Var #{id} is not on this tape (it has {} nodes): was the tape cleared?",
+                inner.nodes.len()
+            )
         });
         f(node)
     }
@@ -268,29 +316,52 @@ impl<E: Element> Tape<E> {
 
     /// Vector-Jacobian product: Σₖ cotangentsₖᵀ ∂outputsₖ/∂xs, recorded on the tape (the
     /// results are differentiable). Each cotangent must have its output's shape.
-    pub fn vjp<'t>(&'t self, outputs: &[Var<'t, E>], cotangents: &[Var<'t, E>], xs: &[Var<'t, E>]) -> Result<Vec<Var<'t, E>>> {
+    pub fn vjp<'t>(
+        &'t self,
+        outputs: &[Var<'t, E>],
+        cotangents: &[Var<'t, E>],
+        xs: &[Var<'t, E>],
+    ) -> Result<Vec<Var<'t, E>>> {
         let gs = self.backward(outputs, cotangents, xs)?;
         Ok(self.vars_or_zeros(xs, gs))
     }
 
     /// Jacobian-vector product: the directional derivative of each output along the tangents
     /// of `xs`, by one forward sweep. Recorded on the tape (differentiable).
-    pub fn jvp<'t>(&'t self, outputs: &[Var<'t, E>], xs: &[Var<'t, E>], tangents: &[Var<'t, E>]) -> Result<Vec<Var<'t, E>>> {
-        assert_eq!(xs.len(), tangents.len(), "jvp: {} inputs but {} tangents", xs.len(), tangents.len());
+    pub fn jvp<'t>(
+        &'t self,
+        outputs: &[Var<'t, E>],
+        xs: &[Var<'t, E>],
+        tangents: &[Var<'t, E>],
+    ) -> Result<Vec<Var<'t, E>>> {
+        assert_eq!(
+            xs.len(),
+            tangents.len(),
+            "jvp: {} inputs but {} tangents",
+            xs.len(),
+            tangents.len()
+        );
         let ts = self.forward_sweep(outputs, xs, tangents)?;
         Ok(outputs
             .iter()
             .zip(ts)
-            .map(|(o, t)| t.unwrap_or_else(|| {
-                let (r, c) = o.shape();
-                self.zeros(r, c)
-            }))
+            .map(|(o, t)| {
+                t.unwrap_or_else(|| {
+                    let (r, c) = o.shape();
+                    self.zeros(r, c)
+                })
+            })
             .collect())
     }
 
     /// Hessian-vector product ∇²y · v of a scalar `y` (forward-over-reverse: the JVP of the
     /// recorded gradient). Recorded on the tape.
-    pub fn hvp<'t>(&'t self, y: Var<'t, E>, xs: &[Var<'t, E>], vs: &[Var<'t, E>]) -> Result<Vec<Var<'t, E>>> {
+    pub fn hvp<'t>(
+        &'t self,
+        y: Var<'t, E>,
+        xs: &[Var<'t, E>],
+        vs: &[Var<'t, E>],
+    ) -> Result<Vec<Var<'t, E>>> {
         let g = self.grad_graph(y, xs)?;
         self.jvp(&g, xs, vs)
     }
@@ -315,21 +386,40 @@ impl<E: Element> Tape<E> {
         Ok(jac)
     }
 
-    fn vars_or_zeros<'t>(&'t self, xs: &[Var<'t, E>], gs: Vec<Option<Var<'t, E>>>) -> Vec<Var<'t, E>> {
+    fn vars_or_zeros<'t>(
+        &'t self,
+        xs: &[Var<'t, E>],
+        gs: Vec<Option<Var<'t, E>>>,
+    ) -> Vec<Var<'t, E>> {
         xs.iter()
             .zip(gs)
-            .map(|(x, g)| g.unwrap_or_else(|| {
-                let (r, c) = x.shape();
-                self.zeros(r, c)
-            }))
+            .map(|(x, g)| {
+                g.unwrap_or_else(|| {
+                    let (r, c) = x.shape();
+                    self.zeros(r, c)
+                })
+            })
             .collect()
     }
 
     /// The reverse sweep shared by every reverse-mode transform: cotangents accumulate in a
     /// table indexed by node id; `None` is the symbolic zero.
-    fn backward<'t>(&'t self, outputs: &[Var<'t, E>], cts: &[Var<'t, E>], xs: &[Var<'t, E>]) -> Result<Vec<Option<Var<'t, E>>>> {
-        assert_eq!(outputs.len(), cts.len(), "vjp: {} outputs but {} cotangents", outputs.len(), cts.len());
-        let Some(start) = xs.iter().map(|x| x.id).min() else { return Ok(Vec::new()) };
+    fn backward<'t>(
+        &'t self,
+        outputs: &[Var<'t, E>],
+        cts: &[Var<'t, E>],
+        xs: &[Var<'t, E>],
+    ) -> Result<Vec<Option<Var<'t, E>>>> {
+        assert_eq!(
+            outputs.len(),
+            cts.len(),
+            "vjp: {} outputs but {} cotangents",
+            outputs.len(),
+            cts.len()
+        );
+        let Some(start) = xs.iter().map(|x| x.id).min() else {
+            return Ok(Vec::new());
+        };
         for x in xs.iter().chain(outputs).chain(cts) {
             self.check_same(*x, "vjp");
         }
@@ -339,7 +429,13 @@ impl<E: Element> Tape<E> {
         }
         let mut cot: Vec<Option<Var<'t, E>>> = vec![None; (end - start + 1) as usize];
         for (o, c) in outputs.iter().zip(cts) {
-            assert_eq!(o.shape(), c.shape(), "vjp: cotangent shape {:?} differs from output shape {:?}", c.shape(), o.shape());
+            assert_eq!(
+                o.shape(),
+                c.shape(),
+                "vjp: cotangent shape {:?} differs from output shape {:?}",
+                c.shape(),
+                o.shape()
+            );
             if o.id >= start {
                 accumulate(&mut cot[(o.id - start) as usize], *c);
             }
@@ -351,12 +447,17 @@ impl<E: Element> Tape<E> {
             if !has_cot && !multi.contains_key(&id) {
                 continue;
             }
-            let (kind, inputs, rg) = self.with_node(id, |n| (n.kind.clone(), n.inputs.clone(), n.requires_grad));
+            let (kind, inputs, rg) =
+                self.with_node(id, |n| (n.kind.clone(), n.inputs.clone(), n.requires_grad));
             if !rg {
                 continue;
             }
-            let xs_in: SmallVec<[Var<'t, E>; 4]> = inputs.iter().map(|&j| Var { tape: self, id: j }).collect();
-            let needs: SmallVec<[bool; 4]> = inputs.iter().map(|&j| j >= start && self.with_node(j, |n| n.requires_grad)).collect();
+            let xs_in: SmallVec<[Var<'t, E>; 4]> =
+                inputs.iter().map(|&j| Var { tape: self, id: j }).collect();
+            let needs: SmallVec<[bool; 4]> = inputs
+                .iter()
+                .map(|&j| j >= start && self.with_node(j, |n| n.requires_grad))
+                .collect();
             match kind {
                 Kind::Leaf => {}
                 Kind::Prim(p) => {
@@ -386,9 +487,23 @@ impl<E: Element> Tape<E> {
                     if !needs.iter().any(|&b| b) {
                         continue;
                     }
-                    let outs: Vec<Var<'t, E>> = (1..=n as u32).map(|k| Var { tape: self, id: id + k }).collect();
-                    let gs = op.vjp(&xs_in, &outs, &cs, &needs).map_err(|e| Error::new(format!("{} (vjp)", op.name()), e))?;
-                    assert_eq!(gs.len(), inputs.len(), "{}: vjp returned {} cotangents for {} inputs", op.name(), gs.len(), inputs.len());
+                    let outs: Vec<Var<'t, E>> = (1..=n as u32)
+                        .map(|k| Var {
+                            tape: self,
+                            id: id + k,
+                        })
+                        .collect();
+                    let gs = op
+                        .vjp(&xs_in, &outs, &cs, &needs)
+                        .map_err(|e| Error::new(format!("{} (vjp)", op.name()), e))?;
+                    assert_eq!(
+                        gs.len(),
+                        inputs.len(),
+                        "{}: vjp returned {} cotangents for {} inputs",
+                        op.name(),
+                        gs.len(),
+                        inputs.len()
+                    );
                     for ((&j, gj), &need) in inputs.iter().zip(gs).zip(&needs) {
                         if let (Some(gj), true) = (gj, need) {
                             accumulate(&mut cot[(j - start) as usize], gj);
@@ -402,8 +517,15 @@ impl<E: Element> Tape<E> {
 
     /// The forward sweep of forward mode: tangents flow from `xs` through the ancestors of
     /// `outputs` in recording order.
-    fn forward_sweep<'t>(&'t self, outputs: &[Var<'t, E>], xs: &[Var<'t, E>], ts: &[Var<'t, E>]) -> Result<Vec<Option<Var<'t, E>>>> {
-        let Some(start) = xs.iter().map(|x| x.id).min() else { return Ok(vec![None; outputs.len()]) };
+    fn forward_sweep<'t>(
+        &'t self,
+        outputs: &[Var<'t, E>],
+        xs: &[Var<'t, E>],
+        ts: &[Var<'t, E>],
+    ) -> Result<Vec<Option<Var<'t, E>>>> {
+        let Some(start) = xs.iter().map(|x| x.id).min() else {
+            return Ok(vec![None; outputs.len()]);
+        };
         for x in xs.iter().chain(outputs).chain(ts) {
             self.check_same(*x, "jvp");
         }
@@ -433,7 +555,13 @@ impl<E: Element> Tape<E> {
         let mut tan: Vec<Option<Var<'t, E>>> = vec![None; n];
         let mut seeded = vec![false; n];
         for (x, t) in xs.iter().zip(ts) {
-            assert_eq!(x.shape(), t.shape(), "jvp: tangent shape {:?} differs from input shape {:?}", t.shape(), x.shape());
+            assert_eq!(
+                x.shape(),
+                t.shape(),
+                "jvp: tangent shape {:?} differs from input shape {:?}",
+                t.shape(),
+                x.shape()
+            );
             let slot = (x.id - start) as usize;
             accumulate(&mut tan[slot], *t);
             seeded[slot] = true;
@@ -445,25 +573,49 @@ impl<E: Element> Tape<E> {
                 continue;
             }
             let (kind, inputs) = self.with_node(id, |n| (n.kind.clone(), n.inputs.clone()));
-            let tin: SmallVec<[Option<Var<'t, E>>; 4]> =
-                inputs.iter().map(|&j| if j >= start { tan[(j - start) as usize] } else { None }).collect();
+            let tin: SmallVec<[Option<Var<'t, E>>; 4]> = inputs
+                .iter()
+                .map(|&j| {
+                    if j >= start {
+                        tan[(j - start) as usize]
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             match kind {
                 Kind::Leaf => {}
                 Kind::Prim(p) => {
                     if tin.iter().all(|t| t.is_none()) {
                         continue;
                     }
-                    let xs_in: SmallVec<[Var<'t, E>; 4]> = inputs.iter().map(|&j| Var { tape: self, id: j }).collect();
+                    let xs_in: SmallVec<[Var<'t, E>; 4]> =
+                        inputs.iter().map(|&j| Var { tape: self, id: j }).collect();
                     tan[slot] = p.jvp(&xs_in, Var { tape: self, id }, &tin);
                 }
                 Kind::Custom(op, nout) => {
                     if tin.iter().all(|t| t.is_none()) {
                         continue;
                     }
-                    let xs_in: Vec<Var<'t, E>> = inputs.iter().map(|&j| Var { tape: self, id: j }).collect();
-                    let outs: Vec<Var<'t, E>> = (1..=nout as u32).map(|k| Var { tape: self, id: id + k }).collect();
-                    let res = op.jvp(&xs_in, &outs, &tin).map_err(|e| Error::new(format!("{} (jvp)", op.name()), e))?;
-                    assert_eq!(res.len(), nout, "{}: jvp returned {} tangents for {} outputs", op.name(), res.len(), nout);
+                    let xs_in: Vec<Var<'t, E>> =
+                        inputs.iter().map(|&j| Var { tape: self, id: j }).collect();
+                    let outs: Vec<Var<'t, E>> = (1..=nout as u32)
+                        .map(|k| Var {
+                            tape: self,
+                            id: id + k,
+                        })
+                        .collect();
+                    let res = op
+                        .jvp(&xs_in, &outs, &tin)
+                        .map_err(|e| Error::new(format!("{} (jvp)", op.name()), e))?;
+                    assert_eq!(
+                        res.len(),
+                        nout,
+                        "{}: jvp returned {} tangents for {} outputs",
+                        op.name(),
+                        res.len(),
+                        nout
+                    );
                     multi.insert(id, res);
                 }
                 Kind::Output(k) => {
@@ -473,12 +625,26 @@ impl<E: Element> Tape<E> {
                 }
             }
         }
-        Ok(outputs.iter().map(|o| if o.id >= start { tan[(o.id - start) as usize] } else { None }).collect())
+        Ok(outputs
+            .iter()
+            .map(|o| {
+                if o.id >= start {
+                    tan[(o.id - start) as usize]
+                } else {
+                    None
+                }
+            })
+            .collect())
     }
 }
 
 fn assert_scalar<E: Element>(y: Var<'_, E>, what: &str) {
-    assert_eq!(y.shape(), (1, 1), "{what}: output must be a 1x1 scalar, got {:?} (use vjp for non-scalar outputs)", y.shape());
+    assert_eq!(
+        y.shape(),
+        (1, 1),
+        "{what}: output must be a 1x1 scalar, got {:?} (use vjp for non-scalar outputs)",
+        y.shape()
+    );
 }
 
 fn values_or_zeros<E: Element>(xs: &[Var<'_, E>], gs: &[Option<Var<'_, E>>]) -> Vec<Tensor<E>> {
@@ -499,7 +665,13 @@ pub(crate) fn accumulate<'t, E: Element>(slot: &mut Option<Var<'t, E>>, g: Var<'
     *slot = Some(match *slot {
         None => g,
         Some(prev) => {
-            assert_eq!(prev.shape(), g.shape(), "gradient accumulation: shapes {:?} and {:?} differ", prev.shape(), g.shape());
+            assert_eq!(
+                prev.shape(),
+                g.shape(),
+                "gradient accumulation: shapes {:?} and {:?} differ",
+                prev.shape(),
+                g.shape()
+            );
             prev + g
         }
     });

@@ -49,7 +49,11 @@ impl<E: Element> Tensor<E> {
 
     /// All elements equal to `value`.
     pub fn full(rows: usize, cols: usize, value: E) -> Self {
-        Tensor { rows, cols, data: vec![value; rows * cols] }
+        Tensor {
+            rows,
+            cols,
+            data: vec![value; rows * cols],
+        }
     }
 
     /// All zeros.
@@ -81,14 +85,26 @@ impl<E: Element> Tensor<E> {
     }
 
     /// Entries uniform on `[lo, hi)` drawn from `rng`.
-    pub fn rand_uniform<R: Rng + ?Sized>(rows: usize, cols: usize, lo: E, hi: E, rng: &mut R) -> Self {
+    pub fn rand_uniform<R: Rng + ?Sized>(
+        rows: usize,
+        cols: usize,
+        lo: E,
+        hi: E,
+        rng: &mut R,
+    ) -> Self {
         let (lo, hi) = (lo.to_f64(), hi.to_f64());
         Self::from_fn(rows, cols, |_, _| E::from_f64(rng.random_range(lo..hi)))
     }
 
     /// Entries ±1 with equal probability (Rademacher).
     pub fn rademacher<R: Rng + ?Sized>(rows: usize, cols: usize, rng: &mut R) -> Self {
-        Self::from_fn(rows, cols, |_, _| if rng.random::<bool>() { E::ONE } else { -E::ONE })
+        Self::from_fn(rows, cols, |_, _| {
+            if rng.random::<bool>() {
+                E::ONE
+            } else {
+                -E::ONE
+            }
+        })
     }
 
     /// Number of rows.
@@ -141,20 +157,36 @@ impl<E: Element> Tensor<E> {
     /// Element `(i, j)`.
     #[inline]
     pub fn get(&self, i: usize, j: usize) -> E {
-        assert!(i < self.rows && j < self.cols, "Tensor::get: ({i}, {j}) out of {}x{}", self.rows, self.cols);
+        assert!(
+            i < self.rows && j < self.cols,
+            "Tensor::get: ({i}, {j}) out of {}x{}",
+            self.rows,
+            self.cols
+        );
         self.data[i * self.cols + j]
     }
 
     /// Sets element `(i, j)`.
     #[inline]
     pub fn set(&mut self, i: usize, j: usize, v: E) {
-        assert!(i < self.rows && j < self.cols, "Tensor::set: ({i}, {j}) out of {}x{}", self.rows, self.cols);
+        assert!(
+            i < self.rows && j < self.cols,
+            "Tensor::set: ({i}, {j}) out of {}x{}",
+            self.rows,
+            self.cols
+        );
         self.data[i * self.cols + j] = v;
     }
 
     /// The single element of a `1 × 1` tensor. Panics otherwise.
     pub fn item(&self) -> E {
-        assert_eq!(self.shape(), (1, 1), "Tensor::item: tensor is {}x{}, not 1x1", self.rows, self.cols);
+        assert_eq!(
+            self.shape(),
+            (1, 1),
+            "Tensor::item: tensor is {}x{}, not 1x1",
+            self.rows,
+            self.cols
+        );
         self.data[0]
     }
 
@@ -165,22 +197,39 @@ impl<E: Element> Tensor<E> {
 
     /// Elementwise map into a new tensor.
     pub fn map(&self, f: impl Fn(E) -> E) -> Self {
-        Tensor { rows: self.rows, cols: self.cols, data: self.data.iter().map(|&x| f(x)).collect() }
+        Tensor {
+            rows: self.rows,
+            cols: self.cols,
+            data: self.data.iter().map(|&x| f(x)).collect(),
+        }
     }
 
     /// Elementwise combination of two tensors of equal shape.
     pub fn zip_map(&self, other: &Self, f: impl Fn(E, E) -> E) -> Self {
-        assert_eq!(self.shape(), other.shape(), "Tensor::zip_map: shapes differ");
+        assert_eq!(
+            self.shape(),
+            other.shape(),
+            "Tensor::zip_map: shapes differ"
+        );
         Tensor {
             rows: self.rows,
             cols: self.cols,
-            data: self.data.iter().zip(&other.data).map(|(&a, &b)| f(a, b)).collect(),
+            data: self
+                .data
+                .iter()
+                .zip(&other.data)
+                .map(|(&a, &b)| f(a, b))
+                .collect(),
         }
     }
 
     /// Converts every element to another precision.
     pub fn cast<F: Element>(&self) -> Tensor<F> {
-        Tensor { rows: self.rows, cols: self.cols, data: self.data.iter().map(|&x| F::from_f64(x.to_f64())).collect() }
+        Tensor {
+            rows: self.rows,
+            cols: self.cols,
+            data: self.data.iter().map(|&x| F::from_f64(x.to_f64())).collect(),
+        }
     }
 
     /// The transpose, as a new tensor.
@@ -217,7 +266,11 @@ impl<E: Element> Tensor<E> {
 
     /// Copies `src` into `self` (shapes must match).
     pub fn copy_from(&mut self, src: &Self) {
-        assert_eq!(self.shape(), src.shape(), "Tensor::copy_from: shapes differ");
+        assert_eq!(
+            self.shape(),
+            src.shape(),
+            "Tensor::copy_from: shapes differ"
+        );
         self.data.copy_from_slice(&src.data);
     }
 
@@ -229,7 +282,11 @@ impl<E: Element> Tensor<E> {
     /// Frobenius inner product `Σ self_ij other_ij`.
     pub fn dot(&self, other: &Self) -> E {
         assert_eq!(self.shape(), other.shape(), "Tensor::dot: shapes differ");
-        self.data.iter().zip(&other.data).map(|(&a, &b)| a * b).sum()
+        self.data
+            .iter()
+            .zip(&other.data)
+            .map(|(&a, &b)| a * b)
+            .sum()
     }
 
     /// Frobenius norm.
@@ -249,7 +306,13 @@ impl<E: Element> Tensor<E> {
 
     /// `(rows, cols)` reinterpretation of the same data. Panics if the size differs.
     pub fn reshape(mut self, rows: usize, cols: usize) -> Self {
-        assert_eq!(rows * cols, self.data.len(), "Tensor::reshape: {}x{} -> {rows}x{cols}", self.rows, self.cols);
+        assert_eq!(
+            rows * cols,
+            self.data.len(),
+            "Tensor::reshape: {}x{} -> {rows}x{cols}",
+            self.rows,
+            self.cols
+        );
         self.rows = rows;
         self.cols = cols;
         self
@@ -257,8 +320,15 @@ impl<E: Element> Tensor<E> {
 
     /// Largest elementwise difference `|self - other|`.
     pub fn max_abs_diff(&self, other: &Self) -> E {
-        assert_eq!(self.shape(), other.shape(), "Tensor::max_abs_diff: shapes differ");
-        self.data.iter().zip(&other.data).fold(E::ZERO, |m, (&a, &b)| m.max((a - b).abs()))
+        assert_eq!(
+            self.shape(),
+            other.shape(),
+            "Tensor::max_abs_diff: shapes differ"
+        );
+        self.data
+            .iter()
+            .zip(&other.data)
+            .fold(E::ZERO, |m, (&a, &b)| m.max((a - b).abs()))
     }
 
     pub(crate) fn from_parts(rows: usize, cols: usize, data: Vec<E>) -> Self {
@@ -268,13 +338,45 @@ impl<E: Element> Tensor<E> {
 }
 
 /// `out = op(a) · op(b) + beta · out`, where `op` transposes when its flag is set.
-pub(crate) fn matmul_into<E: Element>(a: &Tensor<E>, ta: bool, b: &Tensor<E>, tb: bool, out: &mut Tensor<E>, beta: E) {
-    let (m, k) = if ta { (a.cols, a.rows) } else { (a.rows, a.cols) };
-    let (k2, n) = if tb { (b.cols, b.rows) } else { (b.rows, b.cols) };
-    assert_eq!(k, k2, "matmul: inner dimensions differ ({m}x{k} · {k2}x{n})");
-    assert_eq!(out.shape(), (m, n), "matmul: output is {}x{}, expected {m}x{n}", out.rows, out.cols);
-    let (rsa, csa) = if ta { (1, a.cols as isize) } else { (a.cols as isize, 1) };
-    let (rsb, csb) = if tb { (1, b.cols as isize) } else { (b.cols as isize, 1) };
+pub(crate) fn matmul_into<E: Element>(
+    a: &Tensor<E>,
+    ta: bool,
+    b: &Tensor<E>,
+    tb: bool,
+    out: &mut Tensor<E>,
+    beta: E,
+) {
+    let (m, k) = if ta {
+        (a.cols, a.rows)
+    } else {
+        (a.rows, a.cols)
+    };
+    let (k2, n) = if tb {
+        (b.cols, b.rows)
+    } else {
+        (b.rows, b.cols)
+    };
+    assert_eq!(
+        k, k2,
+        "matmul: inner dimensions differ ({m}x{k} · {k2}x{n})"
+    );
+    assert_eq!(
+        out.shape(),
+        (m, n),
+        "matmul: output is {}x{}, expected {m}x{n}",
+        out.rows,
+        out.cols
+    );
+    let (rsa, csa) = if ta {
+        (1, a.cols as isize)
+    } else {
+        (a.cols as isize, 1)
+    };
+    let (rsb, csb) = if tb {
+        (1, b.cols as isize)
+    } else {
+        (b.cols as isize, 1)
+    };
     if k == 0 {
         if beta == E::ZERO {
             out.fill(E::ZERO);
@@ -283,7 +385,22 @@ pub(crate) fn matmul_into<E: Element>(a: &Tensor<E>, ta: bool, b: &Tensor<E>, tb
         }
         return;
     }
-    E::gemm(m, k, n, E::ONE, &a.data, rsa, csa, &b.data, rsb, csb, beta, &mut out.data, n as isize, 1);
+    E::gemm(
+        m,
+        k,
+        n,
+        E::ONE,
+        &a.data,
+        rsa,
+        csa,
+        &b.data,
+        rsb,
+        csb,
+        beta,
+        &mut out.data,
+        n as isize,
+        1,
+    );
 }
 
 impl<E: Element> fmt::Debug for Tensor<E> {
@@ -293,7 +410,12 @@ impl<E: Element> fmt::Debug for Tensor<E> {
         for i in 0..show {
             let row = &self.data[i * self.cols..(i + 1) * self.cols];
             let shown: Vec<String> = row.iter().take(8).map(|x| format!("{x:.6}")).collect();
-            writeln!(f, "  [{}{}]", shown.join(", "), if self.cols > 8 { ", ..." } else { "" })?;
+            writeln!(
+                f,
+                "  [{}{}]",
+                shown.join(", "),
+                if self.cols > 8 { ", ..." } else { "" }
+            )?;
         }
         if self.rows > show {
             writeln!(f, "  ...")?;

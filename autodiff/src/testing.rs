@@ -36,14 +36,24 @@ pub struct CheckOpts {
 impl Default for CheckOpts {
     /// Settings for `f64`: step 1e-6, tolerances 1e-6.
     fn default() -> Self {
-        CheckOpts { eps: 1e-6, rtol: 1e-6, atol: 1e-6, seed: 0 }
+        CheckOpts {
+            eps: 1e-6,
+            rtol: 1e-6,
+            atol: 1e-6,
+            seed: 0,
+        }
     }
 }
 
 impl CheckOpts {
     /// Looser settings suited to `f32` (step 1e-2, tolerances 2e-2).
     pub fn f32() -> Self {
-        CheckOpts { eps: 1e-2, rtol: 2e-2, atol: 2e-2, seed: 0 }
+        CheckOpts {
+            eps: 1e-2,
+            rtol: 2e-2,
+            atol: 2e-2,
+            seed: 0,
+        }
     }
 }
 
@@ -75,7 +85,10 @@ impl std::error::Error for CheckError {}
 
 /// The shape of a function the checks accept.
 pub trait TapeFn<E: Element>: for<'t> Fn(&'t Tape<E>, &[Var<'t, E>]) -> Vec<Var<'t, E>> {}
-impl<E: Element, F: ?Sized> TapeFn<E> for F where F: for<'t> Fn(&'t Tape<E>, &[Var<'t, E>]) -> Vec<Var<'t, E>> {}
+impl<E: Element, F: ?Sized> TapeFn<E> for F where
+    F: for<'t> Fn(&'t Tape<E>, &[Var<'t, E>]) -> Vec<Var<'t, E>>
+{
+}
 
 /// Gives a closure the higher-ranked signature the checks need (Rust does not infer
 /// `for<'t>` signatures for closures stored in a variable): `tape_fn(|tape, x| vec![...])`.
@@ -94,7 +107,9 @@ pub fn eval<E: Element, F: TapeFn<E> + ?Sized>(f: &F, xs: &[Tensor<E>]) -> Vec<T
 }
 
 fn like<E: Element>(ts: &[Tensor<E>], rng: &mut Pcg64) -> Vec<Tensor<E>> {
-    ts.iter().map(|t| Tensor::randn(t.rows(), t.cols(), rng)).collect()
+    ts.iter()
+        .map(|t| Tensor::randn(t.rows(), t.cols(), rng))
+        .collect()
 }
 
 fn inner<E: Element>(a: &[Tensor<E>], b: &[Tensor<E>]) -> f64 {
@@ -102,7 +117,12 @@ fn inner<E: Element>(a: &[Tensor<E>], b: &[Tensor<E>]) -> f64 {
 }
 
 /// Central finite-difference directional derivative of `f` at `xs` along `vs`.
-fn fd_jvp<E: Element, F: TapeFn<E> + ?Sized>(f: &F, xs: &[Tensor<E>], vs: &[Tensor<E>], eps: f64) -> Vec<Tensor<E>> {
+fn fd_jvp<E: Element, F: TapeFn<E> + ?Sized>(
+    f: &F,
+    xs: &[Tensor<E>],
+    vs: &[Tensor<E>],
+    eps: f64,
+) -> Vec<Tensor<E>> {
     let shift = |s: f64| -> Vec<Tensor<E>> {
         xs.iter()
             .zip(vs)
@@ -117,7 +137,11 @@ fn fd_jvp<E: Element, F: TapeFn<E> + ?Sized>(f: &F, xs: &[Tensor<E>], vs: &[Tens
     let ym = eval(f, &shift(-eps));
     yp.iter()
         .zip(&ym)
-        .map(|(p, m)| p.zip_map(m, |a, b| E::from_f64((a.to_f64() - b.to_f64()) / (2.0 * eps))))
+        .map(|(p, m)| {
+            p.zip_map(m, |a, b| {
+                E::from_f64((a.to_f64() - b.to_f64()) / (2.0 * eps))
+            })
+        })
         .collect()
 }
 
@@ -126,13 +150,21 @@ fn agree(what: String, tape: f64, fd: f64, o: &CheckOpts) -> Result<(), CheckErr
     if ok {
         Ok(())
     } else {
-        Err(CheckError { what, tape, finite_diff: fd })
+        Err(CheckError {
+            what,
+            tape,
+            finite_diff: fd,
+        })
     }
 }
 
 /// Dot-product test of the VJP: for random `u` (output cotangents) and `v` (input directions),
 /// `⟨vjp(u), v⟩` must equal `⟨u, J v⟩` with `J v` from central differences.
-pub fn check_vjp<E: Element, F: TapeFn<E> + ?Sized>(f: &F, xs: &[Tensor<E>], o: &CheckOpts) -> Result<(), CheckError> {
+pub fn check_vjp<E: Element, F: TapeFn<E> + ?Sized>(
+    f: &F,
+    xs: &[Tensor<E>],
+    o: &CheckOpts,
+) -> Result<(), CheckError> {
     let mut rng = Pcg64::seed_from_u64(o.seed);
     let tape = Tape::new();
     let vars: Vec<Var<'_, E>> = xs.iter().map(|x| tape.var(x.clone())).collect();
@@ -141,25 +173,44 @@ pub fn check_vjp<E: Element, F: TapeFn<E> + ?Sized>(f: &F, xs: &[Tensor<E>], o: 
     let us = like(&yv, &mut rng);
     let vs = like(xs, &mut rng);
     let uvars: Vec<Var<'_, E>> = us.iter().map(|u| tape.constant(u.clone())).collect();
-    let gs: Vec<Tensor<E>> = tape.vjp(&ys, &uvars, &vars).expect("vjp failed").iter().map(|g| g.value()).collect();
+    let gs: Vec<Tensor<E>> = tape
+        .vjp(&ys, &uvars, &vars)
+        .expect("vjp failed")
+        .iter()
+        .map(|g| g.value())
+        .collect();
     let analytic = inner(&gs, &vs);
     let numeric = inner(&us, &fd_jvp(f, xs, &vs, o.eps));
     agree("vjp dot-product test".into(), analytic, numeric, o)
 }
 
 /// Checks the JVP elementwise against central differences along a random direction.
-pub fn check_jvp<E: Element, F: TapeFn<E> + ?Sized>(f: &F, xs: &[Tensor<E>], o: &CheckOpts) -> Result<(), CheckError> {
+pub fn check_jvp<E: Element, F: TapeFn<E> + ?Sized>(
+    f: &F,
+    xs: &[Tensor<E>],
+    o: &CheckOpts,
+) -> Result<(), CheckError> {
     let mut rng = Pcg64::seed_from_u64(o.seed.wrapping_add(1));
     let vs = like(xs, &mut rng);
     let tape = Tape::new();
     let vars: Vec<Var<'_, E>> = xs.iter().map(|x| tape.var(x.clone())).collect();
     let ys = f(&tape, &vars);
     let vvars: Vec<Var<'_, E>> = vs.iter().map(|v| tape.constant(v.clone())).collect();
-    let ts: Vec<Tensor<E>> = tape.jvp(&ys, &vars, &vvars).expect("jvp failed").iter().map(|t| t.value()).collect();
+    let ts: Vec<Tensor<E>> = tape
+        .jvp(&ys, &vars, &vvars)
+        .expect("jvp failed")
+        .iter()
+        .map(|t| t.value())
+        .collect();
     let fd = fd_jvp(f, xs, &vs, o.eps);
     for (k, (t, d)) in ts.iter().zip(&fd).enumerate() {
         for (i, (&a, &b)) in t.as_slice().iter().zip(d.as_slice()).enumerate() {
-            agree(format!("jvp output {k} element {i}"), a.to_f64(), b.to_f64(), o)?;
+            agree(
+                format!("jvp output {k} element {i}"),
+                a.to_f64(),
+                b.to_f64(),
+                o,
+            )?;
         }
     }
     Ok(())
@@ -170,14 +221,22 @@ type Boxed<E> = Box<dyn for<'t> Fn(&'t Tape<E>, &[Var<'t, E>]) -> Vec<Var<'t, E>
 /// Checks VJP and JVP of `f` and of its derivatives up to `order`: the derivative of order
 /// k + 1 is the recorded VJP of order k with a fixed random cotangent, so order 2 checks
 /// grad-of-grad and JVP-of-VJP (Hessian-vector products), order 3 the next level, and so on.
-pub fn check_grads<E: Element, F>(f: &F, xs: &[Tensor<E>], order: usize, o: &CheckOpts) -> Result<(), CheckError>
+pub fn check_grads<E: Element, F>(
+    f: &F,
+    xs: &[Tensor<E>],
+    order: usize,
+    o: &CheckOpts,
+) -> Result<(), CheckError>
 where
     F: TapeFn<E> + Clone + 'static,
 {
     let mut rng = Pcg64::seed_from_u64(o.seed.wrapping_add(7));
     let mut g: std::rc::Rc<Boxed<E>> = std::rc::Rc::new(Box::new(f.clone()));
     for k in 1..=order {
-        let tag = |e: CheckError| CheckError { what: format!("order {k}: {}", e.what), ..e };
+        let tag = |e: CheckError| CheckError {
+            what: format!("order {k}: {}", e.what),
+            ..e
+        };
         check_vjp(&**g, xs, o).map_err(tag)?;
         check_jvp(&**g, xs, o).map_err(tag)?;
         if k < order {

@@ -208,7 +208,11 @@ impl<'t, E: Element> Var<'t, E> {
     }
 }
 
-fn broadcast_pair<'t, E: Element>(a: Var<'t, E>, b: Var<'t, E>, op: &str) -> (Var<'t, E>, Var<'t, E>) {
+fn broadcast_pair<'t, E: Element>(
+    a: Var<'t, E>,
+    b: Var<'t, E>,
+    op: &str,
+) -> (Var<'t, E>, Var<'t, E>) {
     let (sa, sb) = (a.shape(), b.shape());
     if sa == sb {
         return (a, b);

@@ -41,7 +41,13 @@ pub(super) fn map<E: Element>(x: &Tensor<E>, out: &mut Tensor<E>, f: impl Fn(E) 
     }
 }
 
-pub(super) fn vjp<'t, E: Element>(p: &Prim<E>, x: &[Var<'t, E>], y: Var<'t, E>, g: Var<'t, E>, needs: &[bool]) -> Grads<'t, E> {
+pub(super) fn vjp<'t, E: Element>(
+    p: &Prim<E>,
+    x: &[Var<'t, E>],
+    y: Var<'t, E>,
+    g: Var<'t, E>,
+    needs: &[bool],
+) -> Grads<'t, E> {
     let need = |i: usize| needs.get(i).copied().unwrap_or(false);
     match p {
         Prim::Add => smallvec![Some(g), Some(g)],
@@ -59,7 +65,12 @@ pub(super) fn vjp<'t, E: Element>(p: &Prim<E>, x: &[Var<'t, E>], y: Var<'t, E>, 
     }
 }
 
-pub(super) fn jvp<'t, E: Element>(p: &Prim<E>, x: &[Var<'t, E>], y: Var<'t, E>, t: &[Option<Var<'t, E>>]) -> Option<Var<'t, E>> {
+pub(super) fn jvp<'t, E: Element>(
+    p: &Prim<E>,
+    x: &[Var<'t, E>],
+    y: Var<'t, E>,
+    t: &[Option<Var<'t, E>>],
+) -> Option<Var<'t, E>> {
     match p {
         Prim::Add => add_opt(t[0], t[1]),
         Prim::Sub => add_opt(t[0], t[1].map(|t| -t)),

@@ -88,7 +88,9 @@ impl<E: Element> Prim<E> {
             Prim::AddScalar(c) => arith::map(x[0], out, |a| a + *c),
             Prim::MulScalar(c) => arith::map(x[0], out, |a| a * *c),
             Prim::Map(f) => f.forward(x[0].as_slice(), out.as_mut_slice()),
-            Prim::MatMul { ta, tb } => crate::tensor::matmul_into(x[0], *ta, x[1], *tb, out, E::ZERO),
+            Prim::MatMul { ta, tb } => {
+                crate::tensor::matmul_into(x[0], *ta, x[1], *tb, out, E::ZERO)
+            }
             Prim::Transpose => shape::transpose(x[0], out),
             Prim::SumTo(..) => shape::sum_to(x[0], out),
             Prim::BroadcastTo(..) => shape::broadcast_to(x[0], out),
@@ -99,38 +101,64 @@ impl<E: Element> Prim<E> {
     }
 
     /// Pulls the output cotangent `g` back to the inputs `x` (output value `y`).
-    pub(crate) fn vjp<'t>(&self, x: &[Var<'t, E>], y: Var<'t, E>, g: Var<'t, E>, needs: &[bool]) -> Grads<'t, E> {
+    pub(crate) fn vjp<'t>(
+        &self,
+        x: &[Var<'t, E>],
+        y: Var<'t, E>,
+        g: Var<'t, E>,
+        needs: &[bool],
+    ) -> Grads<'t, E> {
         match self {
-            Prim::Add | Prim::Sub | Prim::Mul | Prim::Div | Prim::Neg | Prim::AddScalar(_) | Prim::MulScalar(_) => {
-                arith::vjp(self, x, y, g, needs)
-            }
+            Prim::Add
+            | Prim::Sub
+            | Prim::Mul
+            | Prim::Div
+            | Prim::Neg
+            | Prim::AddScalar(_)
+            | Prim::MulScalar(_) => arith::vjp(self, x, y, g, needs),
             Prim::Map(f) => smallvec::smallvec![Some(g * f.derivative(x[0], y))],
             Prim::MatMul { ta, tb } => linalg::matmul_vjp(x, g, *ta, *tb, needs),
             Prim::Transpose => smallvec::smallvec![Some(g.t())],
-            Prim::SumTo(..) | Prim::BroadcastTo(..) | Prim::SliceCols(..) | Prim::PadCols { .. } | Prim::ConcatCols => {
-                shape::vjp(self, x, g, needs)
-            }
+            Prim::SumTo(..)
+            | Prim::BroadcastTo(..)
+            | Prim::SliceCols(..)
+            | Prim::PadCols { .. }
+            | Prim::ConcatCols => shape::vjp(self, x, g, needs),
         }
     }
 
     /// Pushes input tangents `t` forward to the output's tangent (`None` = zero).
-    pub(crate) fn jvp<'t>(&self, x: &[Var<'t, E>], y: Var<'t, E>, t: &[Option<Var<'t, E>>]) -> Option<Var<'t, E>> {
+    pub(crate) fn jvp<'t>(
+        &self,
+        x: &[Var<'t, E>],
+        y: Var<'t, E>,
+        t: &[Option<Var<'t, E>>],
+    ) -> Option<Var<'t, E>> {
         match self {
-            Prim::Add | Prim::Sub | Prim::Mul | Prim::Div | Prim::Neg | Prim::AddScalar(_) | Prim::MulScalar(_) => {
-                arith::jvp(self, x, y, t)
-            }
+            Prim::Add
+            | Prim::Sub
+            | Prim::Mul
+            | Prim::Div
+            | Prim::Neg
+            | Prim::AddScalar(_)
+            | Prim::MulScalar(_) => arith::jvp(self, x, y, t),
             Prim::Map(f) => t[0].map(|t| t * f.derivative(x[0], y)),
             Prim::MatMul { ta, tb } => linalg::matmul_jvp(x, t, *ta, *tb),
             Prim::Transpose => t[0].map(|t| t.t()),
-            Prim::SumTo(..) | Prim::BroadcastTo(..) | Prim::SliceCols(..) | Prim::PadCols { .. } | Prim::ConcatCols => {
-                shape::jvp(self, x, t)
-            }
+            Prim::SumTo(..)
+            | Prim::BroadcastTo(..)
+            | Prim::SliceCols(..)
+            | Prim::PadCols { .. }
+            | Prim::ConcatCols => shape::jvp(self, x, t),
         }
     }
 }
 
 /// Adds two optional tangents (`None` is zero).
-pub(crate) fn add_opt<'t, E: Element>(a: Option<Var<'t, E>>, b: Option<Var<'t, E>>) -> Option<Var<'t, E>> {
+pub(crate) fn add_opt<'t, E: Element>(
+    a: Option<Var<'t, E>>,
+    b: Option<Var<'t, E>>,
+) -> Option<Var<'t, E>> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a + b),
         (a, None) => a,

@@ -33,11 +33,20 @@ pub(super) fn broadcast_to_shape<E: Element>(x: &Tensor<E>, r: usize, c: usize) 
 }
 
 pub(super) fn slice_cols_shape<E: Element>(x: &Tensor<E>, a: usize, b: usize) -> (usize, usize) {
-    assert!(a <= b && b <= x.cols(), "slice_cols: columns {a}..{b} out of a {}x{} tensor", x.rows(), x.cols());
+    assert!(
+        a <= b && b <= x.cols(),
+        "slice_cols: columns {a}..{b} out of a {}x{} tensor",
+        x.rows(),
+        x.cols()
+    );
     (x.rows(), b - a)
 }
 
-pub(super) fn pad_cols_shape<E: Element>(x: &Tensor<E>, start: usize, total: usize) -> (usize, usize) {
+pub(super) fn pad_cols_shape<E: Element>(
+    x: &Tensor<E>,
+    start: usize,
+    total: usize,
+) -> (usize, usize) {
     assert!(
         start + x.cols() <= total,
         "pad_cols: {}x{} placed at column {start} does not fit in {total} columns",
@@ -159,7 +168,12 @@ pub(super) fn concat_cols<E: Element>(x: &[&Tensor<E>], out: &mut Tensor<E>) {
     }
 }
 
-pub(super) fn vjp<'t, E: Element>(p: &Prim<E>, x: &[Var<'t, E>], g: Var<'t, E>, needs: &[bool]) -> Grads<'t, E> {
+pub(super) fn vjp<'t, E: Element>(
+    p: &Prim<E>,
+    x: &[Var<'t, E>],
+    g: Var<'t, E>,
+    needs: &[bool],
+) -> Grads<'t, E> {
     match *p {
         Prim::SumTo(..) => {
             let (r, c) = x[0].shape();
@@ -170,7 +184,9 @@ pub(super) fn vjp<'t, E: Element>(p: &Prim<E>, x: &[Var<'t, E>], g: Var<'t, E>, 
             smallvec::smallvec![Some(g.sum_to(r, c))]
         }
         Prim::SliceCols(a, _) => smallvec::smallvec![Some(g.pad_cols(a, x[0].shape().1))],
-        Prim::PadCols { start, .. } => smallvec::smallvec![Some(g.slice_cols(start, start + x[0].shape().1))],
+        Prim::PadCols { start, .. } => {
+            smallvec::smallvec![Some(g.slice_cols(start, start + x[0].shape().1))]
+        }
         Prim::ConcatCols => {
             let mut off = 0;
             let mut out: Grads<'t, E> = SmallVec::with_capacity(x.len());
@@ -185,7 +201,11 @@ pub(super) fn vjp<'t, E: Element>(p: &Prim<E>, x: &[Var<'t, E>], g: Var<'t, E>, 
     }
 }
 
-pub(super) fn jvp<'t, E: Element>(p: &Prim<E>, x: &[Var<'t, E>], t: &[Option<Var<'t, E>>]) -> Option<Var<'t, E>> {
+pub(super) fn jvp<'t, E: Element>(
+    p: &Prim<E>,
+    x: &[Var<'t, E>],
+    t: &[Option<Var<'t, E>>],
+) -> Option<Var<'t, E>> {
     match *p {
         Prim::SumTo(r, c) => t[0].map(|t| t.sum_to(r, c)),
         Prim::BroadcastTo(r, c) => t[0].map(|t| t.broadcast_to(r, c)),

@@ -78,7 +78,9 @@ impl<E: Element> Fun<E> {
             Fun::Softplus => x.sigmoid(),
             Fun::Sqrt => y.powi(-1) * E::from_f64(0.5),
             Fun::Abs => x.tape().constant(x.with_value(|v| v.map(E::sign))),
-            Fun::Relu => x.tape().constant(x.with_value(|v| v.map(|a| if a > E::ZERO { E::ONE } else { E::ZERO }))),
+            Fun::Relu => x
+                .tape()
+                .constant(x.with_value(|v| v.map(|a| if a > E::ZERO { E::ONE } else { E::ZERO }))),
             Fun::Sin => x.cos(),
             Fun::Cos => -x.sin(),
             Fun::Powi(0) => x.tape().constant(x.with_value(|v| v.map(|_| E::ZERO))),
