@@ -67,7 +67,10 @@ fn time(iters: usize, mut f: impl FnMut()) -> Timing {
         })
         .collect();
     ts.sort_by(|a, b| a.partial_cmp(b).expect("finite times"));
-    Timing { median_s: ts[ts.len() / 2], min_s: ts[0] }
+    Timing {
+        median_s: ts[ts.len() / 2],
+        min_s: ts[0],
+    }
 }
 
 /// PyTorch's default Linear init: U(±1/√fan_in) for weights and biases.
@@ -76,7 +79,10 @@ fn layers<E: Element>(sizes: &[usize], rng: &mut Pcg64) -> Vec<(Tensor<E>, Tenso
         .windows(2)
         .map(|w| {
             let bound = E::from_f64(1.0 / (w[0] as f64).sqrt());
-            (Tensor::rand_uniform(w[0], w[1], -bound, bound, rng), Tensor::rand_uniform(1, w[1], -bound, bound, rng))
+            (
+                Tensor::rand_uniform(w[0], w[1], -bound, bound, rng),
+                Tensor::rand_uniform(1, w[1], -bound, bound, rng),
+            )
         })
         .collect()
 }
@@ -103,13 +109,20 @@ fn bench_mlp<E: Element>(args: &Args) {
     let t = time(args.iters, || {
         tape.clear();
         let x = tape.var(x0.clone());
-        let ps: Vec<_> = params.iter().map(|(w, b)| (tape.constant(w.clone()), tape.constant(b.clone()))).collect();
+        let ps: Vec<_> = params
+            .iter()
+            .map(|(w, b)| (tape.constant(w.clone()), tape.constant(b.clone())))
+            .collect();
         let y = mlp(x, &ps);
         let e = tape.constant(probe.clone());
         let g = tape.vjp(&[y], &[e], &[x]).expect("vjp");
         checksum = g[0].with_value(|v| v.sum()).to_f64();
     });
-    let flops: usize = sizes.windows(2).map(|w| 2 * args.batch * w[0] * w[1]).sum::<usize>() * 2;
+    let flops: usize = sizes
+        .windows(2)
+        .map(|w| 2 * args.batch * w[0] * w[1])
+        .sum::<usize>()
+        * 2;
     let gflops = flops as f64 / t.median_s / 1e9;
     if args.json {
         println!(
