@@ -26,9 +26,16 @@ impl Error {
         }
     }
 
-    /// The wrapped error, downcast to a concrete type if it is one.
+    /// The wrapped error, downcast to a concrete type if it is one (looking through errors
+    /// of nested operations, e.g. a solve inside the VJP of a solve).
     pub fn downcast_ref<T: std::error::Error + 'static>(&self) -> Option<&T> {
-        self.source.downcast_ref::<T>()
+        match self.source.downcast_ref::<T>() {
+            Some(t) => Some(t),
+            None => self
+                .source
+                .downcast_ref::<Error>()
+                .and_then(|e| e.downcast_ref::<T>()),
+        }
     }
 }
 

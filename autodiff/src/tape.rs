@@ -7,7 +7,7 @@ use std::rc::Rc;
 use smallvec::SmallVec;
 
 use crate::ops::Prim;
-use crate::{CustomOp, Element, Error, Result, Tensor, Var};
+use crate::{CustomOp, Element, Result, Tensor, Var};
 
 /// What produced a node.
 #[derive(Clone)]
@@ -43,6 +43,12 @@ impl<E: Element> Pool<E> {
         }
     }
 
+    fn discard(&mut self, len: usize) {
+        if let Some(v) = self.free.get_mut(&len) {
+            v.pop();
+        }
+    }
+
     fn give(&mut self, buf: Vec<E>) {
         if buf.capacity() > 0 {
             self.free.entry(buf.len()).or_default().push(buf);
@@ -73,6 +79,7 @@ struct Inner<E: Element> {
 pub struct Tape<E: Element> {
     inner: RefCell<Inner<E>>,
     no_grad: Cell<u32>,
+    creating_graph: Cell<bool>,
 }
 
 impl<E: Element> Default for Tape<E> {
@@ -92,6 +99,7 @@ impl<E: Element> Tape<E> {
                 },
             }),
             no_grad: Cell::new(0),
+            creating_graph: Cell::new(true),
         }
     }
 
@@ -142,6 +150,27 @@ impl<E: Element> Tape<E> {
         self.push_leaf(value, false)
     }
 
+    /// A differentiable leaf holding a copy of `value`, written into a buffer the tape reuses
+    /// (no allocation once the tape is warm: the form to use in loops that clear the tape).
+    pub fn var_from(&self, value: &Tensor<E>) -> Var<'_, E> {
+        let rg = self.no_grad.get() == 0;
+        self.push_copy(value, rg)
+    }
+
+    /// A constant holding a copy of `value` in a reused buffer (see [`var_from`](Tape::var_from)).
+    pub fn constant_from(&self, value: &Tensor<E>) -> Var<'_, E> {
+        self.push_copy(value, false)
+    }
+
+    fn push_copy(&self, value: &Tensor<E>, requires_grad: bool) -> Var<'_, E> {
+        let (r, c) = value.shape();
+        let mut inner = self.inner.borrow_mut();
+        let mut buf = inner.pool.take(r * c);
+        buf.copy_from_slice(value.as_slice());
+        drop(inner);
+        self.push_leaf_raw(Tensor::from_parts(r, c, buf), requires_grad)
+    }
+
     /// A `1 × 1` constant.
     pub fn scalar(&self, value: E) -> Var<'_, E> {
         self.constant(Tensor::scalar(value))
@@ -153,7 +182,7 @@ impl<E: Element> Tape<E> {
         let mut buf = inner.pool.take(rows * cols);
         buf.fill(E::ZERO);
         drop(inner);
-        self.push_leaf(Tensor::from_parts(rows, cols, buf), false)
+        self.push_leaf_raw(Tensor::from_parts(rows, cols, buf), false)
     }
 
     /// A constant filled with `value`.
@@ -176,6 +205,25 @@ impl<E: Element> Tape<E> {
         }
         self.no_grad.set(self.no_grad.get() + 1);
         let _g = Guard(&self.no_grad);
+        f()
+    }
+
+    /// Whether the reverse pass now running keeps its results differentiable: `false` inside
+    /// [`grad`](Tape::grad) and [`jacobian`](Tape::jacobian), `true` otherwise. Custom ops whose
+    /// VJP is only first-order exact consult it to refuse requests for higher derivatives.
+    pub fn creates_graph(&self) -> bool {
+        self.creating_graph.get()
+    }
+
+    fn backward_mode<R>(&self, create_graph: bool, f: impl FnOnce() -> R) -> R {
+        let prev = self.creating_graph.replace(create_graph);
+        struct Restore<'a>(&'a Cell<bool>, bool);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.1);
+            }
+        }
+        let _r = Restore(&self.creating_graph, prev);
         f()
     }
 
@@ -233,6 +281,14 @@ impl<E: Element> Tape<E> {
     }
 
     fn push_leaf(&self, value: Tensor<E>, requires_grad: bool) -> Var<'_, E> {
+        // The tape now owns one more buffer of this size; dropping a pooled one keeps the pool
+        // no larger than the most nodes ever alive at once, however often leaves are pushed
+        // and the tape truncated.
+        self.inner.borrow_mut().pool.discard(value.len());
+        self.push_leaf_raw(value, requires_grad)
+    }
+
+    fn push_leaf_raw(&self, value: Tensor<E>, requires_grad: bool) -> Var<'_, E> {
         let mut inner = self.inner.borrow_mut();
         let id = inner.nodes.len() as u32;
         inner.nodes.push(Node {
@@ -299,7 +355,7 @@ impl<E: Element> Tape<E> {
         assert_scalar(y, "grad");
         let mark = self.len();
         let seed = self.scalar(E::ONE);
-        let res = self.backward(&[y], &[seed], xs);
+        let res = self.backward_mode(false, || self.backward(&[y], &[seed], xs));
         let out = res.map(|gs| values_or_zeros(xs, &gs));
         self.truncate(mark);
         out
@@ -310,7 +366,7 @@ impl<E: Element> Tape<E> {
     pub fn grad_graph<'t>(&'t self, y: Var<'t, E>, xs: &[Var<'t, E>]) -> Result<Vec<Var<'t, E>>> {
         assert_scalar(y, "grad_graph");
         let seed = self.scalar(E::ONE);
-        let gs = self.backward(&[y], &[seed], xs)?;
+        let gs = self.backward_mode(true, || self.backward(&[y], &[seed], xs))?;
         Ok(self.vars_or_zeros(xs, gs))
     }
 
@@ -322,8 +378,23 @@ impl<E: Element> Tape<E> {
         cotangents: &[Var<'t, E>],
         xs: &[Var<'t, E>],
     ) -> Result<Vec<Var<'t, E>>> {
-        let gs = self.backward(outputs, cotangents, xs)?;
+        let gs = self.backward_mode(true, || self.backward(outputs, cotangents, xs))?;
         Ok(self.vars_or_zeros(xs, gs))
+    }
+
+    /// Vector-Jacobian product as plain values (like [`vjp`](Tape::vjp) without
+    /// `create_graph`): nothing the backward pass records is kept.
+    pub fn vjp_values<'t>(
+        &'t self,
+        outputs: &[Var<'t, E>],
+        cotangents: &[Var<'t, E>],
+        xs: &[Var<'t, E>],
+    ) -> Result<Vec<Tensor<E>>> {
+        let mark = self.len();
+        let res = self.backward_mode(false, || self.backward(outputs, cotangents, xs));
+        let out = res.map(|gs| values_or_zeros(xs, &gs));
+        self.truncate(mark);
+        out
     }
 
     /// Jacobian-vector product: the directional derivative of each output along the tangents
@@ -377,7 +448,7 @@ impl<E: Element> Tape<E> {
             let mut e = Tensor::zeros(r, c);
             e.as_mut_slice()[i] = E::ONE;
             let seed = self.constant(e);
-            let g = self.backward(&[y], &[seed], &[x]);
+            let g = self.backward_mode(false, || self.backward(&[y], &[seed], &[x]));
             let row = g.map(|g| values_or_zeros(&[x], &g));
             self.truncate(mark);
             let row = row?;
@@ -493,9 +564,7 @@ impl<E: Element> Tape<E> {
                             id: id + k,
                         })
                         .collect();
-                    let gs = op
-                        .vjp(&xs_in, &outs, &cs, &needs)
-                        .map_err(|e| Error::new(format!("{} (vjp)", op.name()), e))?;
+                    let gs = op.vjp(&xs_in, &outs, &cs, &needs)?;
                     assert_eq!(
                         gs.len(),
                         inputs.len(),
@@ -605,9 +674,7 @@ impl<E: Element> Tape<E> {
                             id: id + k,
                         })
                         .collect();
-                    let res = op
-                        .jvp(&xs_in, &outs, &tin)
-                        .map_err(|e| Error::new(format!("{} (jvp)", op.name()), e))?;
+                    let res = op.jvp(&xs_in, &outs, &tin)?;
                     assert_eq!(
                         res.len(),
                         nout,

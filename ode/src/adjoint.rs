@@ -1,0 +1,409 @@
+//! The augmented systems behind `odeint`'s derivative rules, and the checkpointed adjoint.
+
+use std::rc::Rc;
+
+use autodiff::{Element, Tape, Tensor, Var};
+
+use crate::odeint::{Adjoint, OdeintOp, Saved};
+use crate::{solve, Dynamics, OdeError, Options, Stats, Stepping};
+
+/// The adjoint system of Chen et al. 2018 (Algorithm 1), state `[z, a, a_θ]`:
+/// `dz/dt = f`, `da/dt = −aᵀ ∂f/∂z`, `da_θ/dt = −aᵀ ∂f/∂θ`. The products come from one VJP of
+/// `f` recorded on the evaluating tape, so this system can itself be differentiated.
+pub(crate) struct AdjointDynamics<E: Element> {
+    pub(crate) f: Rc<dyn Dynamics<E>>,
+    pub(crate) n_state: usize,
+    /// Whether the `a_θ` channels are carried (only when some parameter needs a gradient).
+    pub(crate) with_params: bool,
+}
+
+impl<E: Element> Dynamics<E> for AdjointDynamics<E> {
+    fn eval<'t>(
+        &self,
+        tape: &'t Tape<E>,
+        t: Var<'t, E>,
+        s: &[Var<'t, E>],
+        params: &[Var<'t, E>],
+    ) -> Vec<Var<'t, E>> {
+        let c = self.n_state;
+        let (z, a) = (&s[..c], &s[c..2 * c]);
+        let fz = self.f.eval(tape, t, z, params);
+        let mut wrt = z.to_vec();
+        if self.with_params {
+            wrt.extend(params);
+        }
+        let vj = tape
+            .vjp(&fz, a, &wrt)
+            .unwrap_or_else(|e| panic!("odeint adjoint: the VJP of the dynamics failed: {e}"));
+        let mut out = fz;
+        out.extend(vj.into_iter().map(|v| -v));
+        out
+    }
+}
+
+/// The forward-sensitivity system, state `[z, ż]`, parameters `[θ, θ̇]`:
+/// `dz/dt = f`, `dż/dt = ∂f/∂z ż + ∂f/∂θ θ̇` (one JVP of `f` recorded on the evaluating tape).
+pub(crate) struct SensitivityDynamics<E: Element> {
+    pub(crate) f: Rc<dyn Dynamics<E>>,
+    pub(crate) n_state: usize,
+    pub(crate) n_params: usize,
+    /// Whether parameter tangents `θ̇` follow the parameters.
+    pub(crate) with_params: bool,
+}
+
+impl<E: Element> Dynamics<E> for SensitivityDynamics<E> {
+    fn eval<'t>(
+        &self,
+        tape: &'t Tape<E>,
+        t: Var<'t, E>,
+        s: &[Var<'t, E>],
+        params: &[Var<'t, E>],
+    ) -> Vec<Var<'t, E>> {
+        let (c, p) = (self.n_state, self.n_params);
+        let (z, zd) = (&s[..c], &s[c..2 * c]);
+        let theta = &params[..p];
+        let fz = self.f.eval(tape, t, z, theta);
+        let mut wrt = z.to_vec();
+        let mut dirs = zd.to_vec();
+        if self.with_params {
+            wrt.extend(theta);
+            dirs.extend(&params[p..2 * p]);
+        }
+        let jv = tape.jvp(&fz, &wrt, &dirs).unwrap_or_else(|e| {
+            panic!("odeint sensitivities: the JVP of the dynamics failed: {e}")
+        });
+        let mut out = fz;
+        out.extend(jv);
+        out
+    }
+}
+
+/// Options of the adjoint solve: the forward options (or the separate adjoint ones), error
+/// control on `z` as the user set it and on `a`, and on `a_θ` unless the seminorm is on
+/// (Kidger, Chen & Lyons 2021: the parameter-gradient channels do not feed back into the
+/// dynamics, so their error need not restrict the step). Its own VJP is `Backsolve`.
+pub(crate) fn adjoint_options<E: Element>(
+    opts: &Options<E>,
+    n_state: usize,
+    n_params: usize,
+) -> Options<E> {
+    let mut o = opts.adjoint_solver_options();
+    let z_flags = channel_flags(opts, n_state);
+    let mut flags = z_flags.clone();
+    flags.extend(std::iter::repeat_n(true, n_state));
+    flags.extend(std::iter::repeat_n(!opts.seminorm, n_params));
+    o = o.error_channels(flags);
+    o.adjoint = Adjoint::Backsolve;
+    o
+}
+
+/// Options of the sensitivity solve: `z` channels as the user set them, tangents controlled.
+pub(crate) fn sensitivity_options<E: Element>(opts: &Options<E>, n_state: usize) -> Options<E> {
+    let mut flags = channel_flags(opts, n_state);
+    flags.extend(std::iter::repeat_n(true, n_state));
+    let mut o = opts.clone().error_channels(flags);
+    o.adjoint = Adjoint::Backsolve;
+    o
+}
+
+/// What the checkpointed forward pass returns: the op's outputs, what it keeps, its cost.
+pub(crate) struct CheckpointedForward<E> {
+    pub(crate) outs: Vec<Tensor<E>>,
+    pub(crate) saved: Saved<E>,
+    pub(crate) stats: Stats,
+}
+
+/// Forward solve for the `Checkpointed` strategy: the states at the save times, plus
+/// `checkpoints` evenly spaced states per save interval and the accepted step times.
+pub(crate) fn forward_with_checkpoints<E: Element>(
+    f: &dyn Dynamics<E>,
+    z0: &[Tensor<E>],
+    theta: &[Tensor<E>],
+    times: &[E],
+    opts: &Options<E>,
+    checkpoints: usize,
+) -> Result<CheckpointedForward<E>, OdeError> {
+    let mut grid = vec![times[0]];
+    let mut is_save = vec![true];
+    for w in times.windows(2) {
+        let (a, b) = (w[0].to_f64(), w[1].to_f64());
+        for j in 1..=checkpoints {
+            grid.push(E::from_f64(a + (b - a) * j as f64 / checkpoints as f64));
+            is_save.push(j == checkpoints);
+        }
+        // The last point of the interval is the save time itself, exactly.
+        *grid.last_mut().expect("non-empty") = w[1];
+    }
+    let o = opts.clone().record_steps(true);
+    // In fixed-step mode the steps per interval are the user's: split them over the segments.
+    let o = if is_fixed(opts) {
+        divide_steps(o, checkpoints)
+    } else {
+        o
+    };
+    let sol = solve(f, z0, theta, &grid, &o)?;
+    let mut outs = Vec::new();
+    let mut cps = Vec::with_capacity(grid.len());
+    for (k, (state, &save)) in sol.states.iter().zip(&is_save).enumerate() {
+        if save && k > 0 {
+            outs.extend(state.iter().cloned());
+        }
+        cps.push((grid[k], state.clone()));
+    }
+    Ok(CheckpointedForward {
+        outs,
+        saved: Saved {
+            checkpoints: cps,
+            steps: sol.steps,
+        },
+        stats: sol.stats,
+    })
+}
+
+/// A cubic Hermite interpolant through states and derivatives at increasing or decreasing
+/// times.
+struct Hermite<E> {
+    ts: Vec<f64>,
+    zs: Vec<Vec<Tensor<E>>>,
+    fs: Vec<Vec<Tensor<E>>>,
+}
+
+impl<E: Element> Hermite<E> {
+    fn eval(&self, t: f64) -> Vec<Tensor<E>> {
+        let n = self.ts.len();
+        let increasing = self.ts[n - 1] >= self.ts[0];
+        // Index i with t in [ts[i], ts[i+1]] (clamped to the ends).
+        let pos = if increasing {
+            self.ts.partition_point(|&s| s <= t)
+        } else {
+            self.ts.partition_point(|&s| s >= t)
+        };
+        let i = pos.saturating_sub(1).min(n - 2);
+        let (t0, t1) = (self.ts[i], self.ts[i + 1]);
+        let h = t1 - t0;
+        let s = if h == 0.0 { 0.0 } else { (t - t0) / h };
+        let h00 = (1.0 + 2.0 * s) * (1.0 - s) * (1.0 - s);
+        let h10 = s * (1.0 - s) * (1.0 - s);
+        let h01 = s * s * (3.0 - 2.0 * s);
+        let h11 = s * s * (s - 1.0);
+        self.zs[i]
+            .iter()
+            .enumerate()
+            .map(|(c, z0)| {
+                let mut out = z0.clone();
+                out.scale(E::from_f64(h00));
+                out.axpy(E::from_f64(h10 * h), &self.fs[i][c]);
+                out.axpy(E::from_f64(h01), &self.zs[i + 1][c]);
+                out.axpy(E::from_f64(h11 * h), &self.fs[i + 1][c]);
+                out
+            })
+            .collect()
+    }
+}
+
+/// The adjoint `[a, a_θ]` with `z(t)` read from an interpolant of a forward re-solve.
+struct InterpolatedAdjoint<E: Element> {
+    f: Rc<dyn Dynamics<E>>,
+    z: Hermite<E>,
+    n_state: usize,
+    with_params: bool,
+}
+
+impl<E: Element> Dynamics<E> for InterpolatedAdjoint<E> {
+    fn eval<'t>(
+        &self,
+        tape: &'t Tape<E>,
+        t: Var<'t, E>,
+        s: &[Var<'t, E>],
+        params: &[Var<'t, E>],
+    ) -> Vec<Var<'t, E>> {
+        let c = self.n_state;
+        let z: Vec<Var<'t, E>> = self
+            .z
+            .eval(t.item().to_f64())
+            .into_iter()
+            .map(|v| tape.var(v))
+            .collect();
+        let fz = self.f.eval(tape, t, &z, params);
+        let mut wrt = z.clone();
+        if self.with_params {
+            wrt.extend(params);
+        }
+        let vj = tape.vjp(&fz, &s[..c], &wrt).unwrap_or_else(|e| {
+            panic!("odeint checkpointed adjoint: the VJP of the dynamics failed: {e}")
+        });
+        vj.into_iter().map(|v| -v).collect()
+    }
+}
+
+/// Evaluates `f` at plain values.
+fn eval_f<E: Element>(
+    f: &dyn Dynamics<E>,
+    t: E,
+    z: &[Tensor<E>],
+    theta: &[Tensor<E>],
+) -> Vec<Tensor<E>> {
+    let tape = Tape::new();
+    let zv: Vec<Var<'_, E>> = z.iter().map(|v| tape.constant(v.clone())).collect();
+    let pv: Vec<Var<'_, E>> = theta.iter().map(|v| tape.constant(v.clone())).collect();
+    f.eval(&tape, tape.scalar(t), &zv, &pv)
+        .iter()
+        .map(|v| v.value())
+        .collect()
+}
+
+/// The VJP of the `Checkpointed` strategy, on plain values (first order only).
+pub(crate) fn checkpointed_vjp<'t, E: Element>(
+    op: &OdeintOp<E>,
+    x: &[Var<'t, E>],
+    y: &[Var<'t, E>],
+    g: &[Option<Var<'t, E>>],
+    needs: &[bool],
+) -> autodiff::Result<Vec<Option<Var<'t, E>>>> {
+    let tape = x[0].tape();
+    let (c, p, n) = (op.n_state, op.n_params, op.times.len());
+    let wrap = |e: OdeError| autodiff::Error::new("odeint (checkpointed vjp)", e);
+    let saved = op.saved.borrow();
+    let saved = saved.as_ref().expect("checkpointed forward pass ran");
+    let theta: Vec<Tensor<E>> = x[c..c + p].iter().map(|v| v.value()).collect();
+    let cot = |k: usize| -> Vec<Option<Tensor<E>>> {
+        if k == 0 {
+            vec![None; c]
+        } else {
+            g[(k - 1) * c..k * c]
+                .iter()
+                .map(|o| o.map(|v| v.value()))
+                .collect()
+        }
+    };
+    let mut grads: Vec<Option<Var<'t, E>>> = vec![None; x.len()];
+    if op.time_vars {
+        for k in 1..n {
+            if needs[c + p + k] {
+                let ck: Vec<Option<Var<'t, E>>> = g[(k - 1) * c..k * c].to_vec();
+                grads[c + p + k] = op.dot_f(x, &op.state(x, y, k), k, &ck).map(|v| v.detach());
+            }
+        }
+    }
+    let need_theta = needs[c..c + p].iter().any(|&b| b);
+    let pp = if need_theta { p } else { 0 };
+    let last_state: Vec<Tensor<E>> = op.state(x, y, n - 1).iter().map(|v| v.value()).collect();
+    let mut a: Vec<Tensor<E>> = cot(n - 1)
+        .into_iter()
+        .zip(&last_state)
+        .map(|(g, z)| g.unwrap_or_else(|| Tensor::zeros(z.rows(), z.cols())))
+        .collect();
+    let mut a_theta: Vec<Tensor<E>> = theta[..pp]
+        .iter()
+        .map(|t| Tensor::zeros(t.rows(), t.cols()))
+        .collect();
+    let mut adj_opts = adjoint_options(&op.opts, 0, pp);
+    // The adjoint state is [a, a_θ]: error control on a (all true) and a_θ (unless seminorm).
+    let mut flags = vec![true; c];
+    flags.extend(std::iter::repeat_n(!op.opts.seminorm, pp));
+    adj_opts = adj_opts.error_channels(flags);
+    let per = (saved.checkpoints.len() - 1) / (n - 1).max(1);
+    let mut bstats = Stats::default();
+    let mut seg = saved.checkpoints.len() - 1;
+    for k in (1..n).rev() {
+        for _ in 0..per {
+            let (ta, za) = &saved.checkpoints[seg - 1];
+            let (tb, _) = &saved.checkpoints[seg];
+            let (ta64, tb64) = (ta.to_f64(), tb.to_f64());
+            let (lo, hi) = (ta64.min(tb64), ta64.max(tb64));
+            // Re-solve the segment forward from its checkpoint, saving at the forward steps.
+            let mut grid = vec![*ta];
+            grid.extend(saved.steps.iter().copied().filter(|s| {
+                let s = s.to_f64();
+                s > lo && s < hi
+            }));
+            grid.push(*tb);
+            let fwd_opts = if is_fixed(&op.opts) {
+                op.opts.clone().stepping(Stepping::Steps(1))
+            } else {
+                op.opts.clone()
+            };
+            let sol = solve(&*op.f, za, &theta, &grid, &fwd_opts).map_err(wrap)?;
+            bstats += sol.stats;
+            let fs: Vec<Vec<Tensor<E>>> = grid
+                .iter()
+                .zip(&sol.states)
+                .map(|(t, z)| eval_f(&*op.f, *t, z, &theta))
+                .collect();
+            bstats.nfe += grid.len();
+            let interp = Hermite {
+                ts: grid.iter().map(|t| t.to_f64()).collect(),
+                zs: sol.states,
+                fs,
+            };
+            let adj: InterpolatedAdjoint<E> = InterpolatedAdjoint {
+                f: op.f.clone(),
+                z: interp,
+                n_state: c,
+                with_params: need_theta,
+            };
+            let mut init = a.clone();
+            init.extend(a_theta.iter().cloned());
+            let rev: Vec<E> = grid.iter().rev().copied().collect();
+            let adj_run = if is_fixed(&op.opts) {
+                adj_opts.clone().stepping(Stepping::Steps(1))
+            } else {
+                adj_opts.clone()
+            };
+            let times = if is_fixed(&op.opts) {
+                rev
+            } else {
+                vec![*tb, *ta]
+            };
+            let asol = solve(&adj, &init, &theta, &times, &adj_run).map_err(wrap)?;
+            bstats += asol.stats;
+            let end = asol.states.last().expect("solution has states");
+            a = end[..c].to_vec();
+            a_theta = end[c..].to_vec();
+            seg -= 1;
+        }
+        if k > 1 {
+            for (ac, gc) in a.iter_mut().zip(cot(k - 1)) {
+                if let Some(gc) = gc {
+                    ac.axpy(E::ONE, &gc);
+                }
+            }
+        }
+    }
+    op.stats.add_backward(bstats);
+    if op.time_vars && needs[c + p] {
+        let av: Vec<Option<Var<'t, E>>> =
+            a.iter().map(|v| Some(tape.constant(v.clone()))).collect();
+        grads[c + p] = op.dot_f(x, &x[..c], 0, &av).map(|v| (-v).detach());
+    }
+    for (i, ai) in a.into_iter().enumerate() {
+        if needs[i] {
+            grads[i] = Some(tape.constant(ai));
+        }
+    }
+    for (i, gi) in a_theta.into_iter().enumerate() {
+        if needs[c + i] {
+            grads[c + i] = Some(tape.constant(gi));
+        }
+    }
+    Ok(grads)
+}
+
+fn is_fixed<E: Element>(opts: &Options<E>) -> bool {
+    !matches!(opts.stepping, Stepping::Adaptive)
+}
+
+/// The user's error-control flags for the state channels (all on when unset).
+fn channel_flags<E: Element>(opts: &Options<E>, n_state: usize) -> Vec<bool> {
+    opts.error_channels
+        .clone()
+        .unwrap_or_else(|| vec![true; n_state])
+}
+
+/// `n` fixed steps per save interval become `⌈n / k⌉` per checkpoint segment.
+fn divide_steps<E: Element>(o: Options<E>, k: usize) -> Options<E> {
+    match o.stepping {
+        Stepping::Steps(n) => o.stepping(Stepping::Steps(n.div_ceil(k).max(1))),
+        _ => o,
+    }
+}

@@ -1,0 +1,137 @@
+//! Discretise-then-optimise: the solver's steps replayed with tape operations.
+//!
+//! A plain solve of each save interval chooses the accepted steps; they are then replayed as
+//! Runge–Kutta steps written with tape ops, so reverse and forward mode differentiate the
+//! discrete solution exactly (step sizes are held fixed as fractions of the interval, so a
+//! time given as a variable still receives its gradient through the step lengths).
+
+use std::rc::Rc;
+
+use autodiff::{Element, Tape, Tensor, Var};
+
+use crate::odeint::{OdeSolution, OdeStats, Times};
+use crate::{solve, Dynamics, OdeError, Options, Stats, Tableau};
+
+pub(crate) fn odeint_direct<'t, E: Element>(
+    tape: &'t Tape<E>,
+    f: &Rc<dyn Dynamics<E>>,
+    z0: &[Var<'t, E>],
+    params: &[Var<'t, E>],
+    times: &Times<'t, E>,
+    opts: &Options<E>,
+) -> autodiff::Result<OdeSolution<'t, E>> {
+    let wrap = |e: OdeError| autodiff::Error::new("odeint (direct)", e);
+    let tab = opts.method.tableau().ok_or_else(|| {
+        wrap(OdeError::InvalidOptions(
+            "the Direct adjoint replays explicit Runge–Kutta steps; choose an explicit method"
+                .into(),
+        ))
+    })?;
+    let tv: Vec<E> = match times {
+        Times::Values(v) => v.clone(),
+        Times::Vars(v) => v.iter().map(|t| t.item()).collect(),
+    };
+    let time_var = |k: usize| -> Var<'t, E> {
+        match times {
+            Times::Values(v) => tape.scalar(v[k]),
+            Times::Vars(v) => v[k],
+        }
+    };
+    let theta_vals: Vec<Tensor<E>> = params.iter().map(|p| p.value()).collect();
+    let stats = OdeStats::default();
+    let mut total = Stats::default();
+    let mut z: Vec<Var<'t, E>> = z0.to_vec();
+    let mut states = vec![z.clone()];
+    for k in 1..tv.len() {
+        let zv: Vec<Tensor<E>> = z.iter().map(|v| v.value()).collect();
+        let sol = solve(
+            &**f,
+            &zv,
+            &theta_vals,
+            &[tv[k - 1], tv[k]],
+            &opts.clone().record_steps(true),
+        )
+        .map_err(wrap)?;
+        total += sol.stats;
+        let (ta, tb) = (tv[k - 1].to_f64(), tv[k].to_f64());
+        let span = tb - ta;
+        let (t_a, t_b) = (time_var(k - 1), time_var(k));
+        let width = t_b - t_a;
+        // Step ends as fractions of the interval; the last one is the save time exactly.
+        let mut fracs: Vec<f64> = sol.steps.iter().map(|s| (s.to_f64() - ta) / span).collect();
+        if fracs.last().is_none_or(|&l| l != 1.0) {
+            fracs.retain(|&s| s < 1.0);
+            fracs.push(1.0);
+        }
+        let mut prev = 0.0;
+        let mut k1: Option<Vec<Var<'t, E>>> = None;
+        for &s in &fracs {
+            let t = t_a + width * E::from_f64(prev);
+            let h = width * E::from_f64(s - prev);
+            let (znew, klast) = rk_step(tape, &**f, tab, t, h, &z, params, k1.take());
+            total.nfe += tab.stages() - usize::from(tab.fsal && prev > 0.0);
+            z = znew;
+            if tab.fsal {
+                k1 = Some(klast);
+            }
+            prev = s;
+        }
+        states.push(z.clone());
+    }
+    stats.add_forward(total);
+    Ok(OdeSolution { states, stats })
+}
+
+/// One explicit Runge–Kutta step recorded on the tape. Returns the new state and the last
+/// stage derivative (the next step's first stage when the method is FSAL).
+#[allow(clippy::too_many_arguments)]
+fn rk_step<'t, E: Element>(
+    tape: &'t Tape<E>,
+    f: &dyn Dynamics<E>,
+    tab: &Tableau,
+    t: Var<'t, E>,
+    h: Var<'t, E>,
+    z: &[Var<'t, E>],
+    params: &[Var<'t, E>],
+    k1: Option<Vec<Var<'t, E>>>,
+) -> (Vec<Var<'t, E>>, Vec<Var<'t, E>>) {
+    let s = tab.stages();
+    let mut ks: Vec<Vec<Var<'t, E>>> = Vec::with_capacity(s);
+    ks.push(k1.unwrap_or_else(|| f.eval(tape, t, z, params)));
+    for i in 1..s {
+        let zi = combine(z, h, &ks, |j| tab.a[i][j]);
+        let ti = t + h * E::from_f64(tab.c[i]);
+        ks.push(f.eval(tape, ti, &zi, params));
+    }
+    let znew = combine(z, h, &ks, |j| tab.b[j]);
+    let last = ks.pop().expect("at least one stage");
+    (znew, last)
+}
+
+/// `z + h Σ_j w(j) k_j` per channel, skipping zero weights.
+fn combine<'t, E: Element>(
+    z: &[Var<'t, E>],
+    h: Var<'t, E>,
+    ks: &[Vec<Var<'t, E>>],
+    w: impl Fn(usize) -> f64,
+) -> Vec<Var<'t, E>> {
+    (0..z.len())
+        .map(|c| {
+            let mut acc: Option<Var<'t, E>> = None;
+            for (j, k) in ks.iter().enumerate() {
+                let wj = w(j);
+                if wj != 0.0 {
+                    let term = k[c] * E::from_f64(wj);
+                    acc = Some(match acc {
+                        None => term,
+                        Some(a) => a + term,
+                    });
+                }
+            }
+            match acc {
+                Some(a) => z[c] + h * a,
+                None => z[c],
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,392 @@
+//! Solver choice and settings: [`Method`], [`Stepping`] and the [`Options`] builder.
+
+use std::fmt;
+
+use autodiff::Element;
+
+use crate::odeint::Adjoint;
+use crate::tableau::{self, SdirkTableau, Tableau};
+use crate::OdeError;
+
+/// The integration method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// Forward Euler, order 1 (fixed step only).
+    Euler,
+    /// Explicit midpoint, order 2 (fixed step only).
+    Midpoint,
+    /// Heun (explicit trapezoid), order 2 (fixed step only).
+    Heun,
+    /// Classical Runge–Kutta, order 4 (fixed step only).
+    Rk4,
+    /// Bogacki–Shampine 3(2).
+    Bosh3,
+    /// Dormand–Prince 5(4) with its fourth-order dense output.
+    Dopri5,
+    /// Tsitouras 5(4).
+    Tsit5,
+    /// Dormand–Prince 8(5) (the DOP853 tableau with its fifth-order error estimate).
+    Dopri8,
+    /// Implicit Euler, L-stable, order 1.
+    ImplicitEuler,
+    /// Alexander's L-stable two-stage SDIRK, order 2.
+    Sdirk2,
+}
+
+/// Which tableau a method runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Scheme {
+    /// An explicit Runge–Kutta method.
+    Explicit(&'static Tableau),
+    /// A singly diagonally implicit method solved by Newton iterations.
+    Implicit(&'static SdirkTableau),
+}
+
+impl Method {
+    /// Every method, explicit ones first.
+    pub const ALL: [Method; 10] = [
+        Method::Euler,
+        Method::Midpoint,
+        Method::Heun,
+        Method::Rk4,
+        Method::Bosh3,
+        Method::Dopri5,
+        Method::Tsit5,
+        Method::Dopri8,
+        Method::ImplicitEuler,
+        Method::Sdirk2,
+    ];
+
+    /// The tableau this method runs.
+    pub fn scheme(self) -> Scheme {
+        match self {
+            Method::Euler => Scheme::Explicit(&tableau::EULER),
+            Method::Midpoint => Scheme::Explicit(&tableau::MIDPOINT),
+            Method::Heun => Scheme::Explicit(&tableau::HEUN),
+            Method::Rk4 => Scheme::Explicit(&tableau::RK4),
+            Method::Bosh3 => Scheme::Explicit(&tableau::BOSH3),
+            Method::Dopri5 => Scheme::Explicit(&tableau::DOPRI5),
+            Method::Tsit5 => Scheme::Explicit(&tableau::TSIT5),
+            Method::Dopri8 => Scheme::Explicit(&tableau::DOPRI8),
+            Method::ImplicitEuler => Scheme::Implicit(&tableau::IMPLICIT_EULER),
+            Method::Sdirk2 => Scheme::Implicit(&tableau::SDIRK2),
+        }
+    }
+
+    /// The explicit tableau, or `None` for the implicit methods.
+    pub fn tableau(self) -> Option<&'static Tableau> {
+        match self.scheme() {
+            Scheme::Explicit(t) => Some(t),
+            Scheme::Implicit(_) => None,
+        }
+    }
+
+    /// Order of the propagated solution.
+    pub fn order(self) -> usize {
+        match self.scheme() {
+            Scheme::Explicit(t) => t.order,
+            Scheme::Implicit(t) => t.order,
+        }
+    }
+
+    /// Order `q` of the error estimate (it behaves like `h^(q+1)`), `None` if the method
+    /// has none and can only take fixed steps.
+    pub fn error_order(self) -> Option<usize> {
+        match self.scheme() {
+            Scheme::Explicit(t) => t.error_order,
+            Scheme::Implicit(t) => Some(t.error_order),
+        }
+    }
+
+    /// `true` for the implicit (Newton-solved) methods.
+    pub fn is_implicit(self) -> bool {
+        matches!(self.scheme(), Scheme::Implicit(_))
+    }
+
+    /// Short name ("dopri5").
+    pub fn name(self) -> &'static str {
+        match self.scheme() {
+            Scheme::Explicit(t) => t.name,
+            Scheme::Implicit(t) => t.name,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How steps are chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Stepping<E> {
+    /// Adaptive steps from the embedded error estimate and the PI controller; save times in
+    /// between steps come from dense output.
+    Adaptive,
+    /// Exactly `n` equal steps between consecutive save times (no interpolation).
+    Steps(usize),
+    /// Steps of size at most `h`: each interval between consecutive save times is divided
+    /// into `⌈|Δt| / h⌉` equal steps, so every save time is hit exactly.
+    StepSize(E),
+}
+
+/// Solver settings, built with [`Options::dopri5`], [`Options::fixed`], … and chained setters.
+///
+/// ```
+/// use ode::{Method, Options};
+/// let opts = Options::<f64>::dopri5(1e-6, 1e-8).max_steps(10_000).error_channels(vec![true, false]);
+/// let fixed = Options::<f64>::fixed(Method::Rk4, 20);
+/// # let _ = (opts, fixed);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options<E> {
+    /// The method.
+    pub method: Method,
+    /// Adaptive or fixed steps.
+    pub stepping: Stepping<E>,
+    /// Relative tolerance (also used by the Newton iteration of implicit methods).
+    pub rtol: E,
+    /// Absolute tolerance (also used by the Newton iteration of implicit methods).
+    pub atol: E,
+    /// First step size (magnitude); `None` selects it with Hairer's algorithm.
+    pub first_step: Option<E>,
+    /// Smallest allowed step magnitude (adaptive); a smaller request is a
+    /// [`StepSizeUnderflow`](OdeError::StepSizeUnderflow).
+    pub min_step: E,
+    /// Largest allowed step magnitude (adaptive); `None` for no limit.
+    pub max_step: Option<E>,
+    /// Largest number of attempted steps (accepted plus rejected) in one solve.
+    pub max_steps: usize,
+    /// Per state channel, whether it takes part in error control; `None` means all do.
+    /// Leave "quadrature" channels (log-density, regularisers) out: nothing feeds back from
+    /// them, so their error does not compound.
+    pub error_channels: Option<Vec<bool>>,
+    /// Record the end time of every accepted step in [`Solution::steps`](crate::Solution::steps).
+    pub record_steps: bool,
+    /// How [`odeint`](crate::odeint)'s VJP is computed (plain [`solve`](crate::solve) ignores it).
+    pub adjoint: Adjoint,
+    /// Leave the parameter-gradient channels of the adjoint out of its error control
+    /// (Kidger, Chen & Lyons 2021, "Hey, that's not an ODE"): fewer backward steps, same
+    /// accuracy of the state and adjoint.
+    pub seminorm: bool,
+    /// Separate solver settings for the adjoint and sensitivity solves; `None` reuses these.
+    pub adjoint_options: Option<Box<Options<E>>>,
+}
+
+impl<E: Element> Options<E> {
+    /// Adaptive stepping with `method` and the defaults rtol = 1e-7, atol = 1e-9,
+    /// max_steps = 100 000.
+    pub fn new(method: Method) -> Self {
+        Options {
+            method,
+            stepping: Stepping::Adaptive,
+            rtol: E::from_f64(1e-7),
+            atol: E::from_f64(1e-9),
+            first_step: None,
+            min_step: E::ZERO,
+            max_step: None,
+            max_steps: 100_000,
+            error_channels: None,
+            record_steps: false,
+            adjoint: Adjoint::Backsolve,
+            seminorm: false,
+            adjoint_options: None,
+        }
+    }
+
+    /// Adaptive Dormand–Prince 5(4).
+    pub fn dopri5(rtol: E, atol: E) -> Self {
+        Self::new(Method::Dopri5).rtol(rtol).atol(atol)
+    }
+
+    /// Adaptive Tsitouras 5(4).
+    pub fn tsit5(rtol: E, atol: E) -> Self {
+        Self::new(Method::Tsit5).rtol(rtol).atol(atol)
+    }
+
+    /// Adaptive Bogacki–Shampine 3(2).
+    pub fn bosh3(rtol: E, atol: E) -> Self {
+        Self::new(Method::Bosh3).rtol(rtol).atol(atol)
+    }
+
+    /// Adaptive Dormand–Prince 8(5).
+    pub fn dopri8(rtol: E, atol: E) -> Self {
+        Self::new(Method::Dopri8).rtol(rtol).atol(atol)
+    }
+
+    /// `steps` equal steps between consecutive save times.
+    pub fn fixed(method: Method, steps: usize) -> Self {
+        Self {
+            stepping: Stepping::Steps(steps),
+            ..Self::new(method)
+        }
+    }
+
+    /// Steps of size at most `h` (see [`Stepping::StepSize`]).
+    pub fn fixed_step(method: Method, h: E) -> Self {
+        Self {
+            stepping: Stepping::StepSize(h),
+            ..Self::new(method)
+        }
+    }
+
+    /// Sets the method (keeping the other settings).
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Sets the stepping mode.
+    pub fn stepping(mut self, stepping: Stepping<E>) -> Self {
+        self.stepping = stepping;
+        self
+    }
+
+    /// Sets the relative tolerance.
+    pub fn rtol(mut self, rtol: E) -> Self {
+        self.rtol = rtol;
+        self
+    }
+
+    /// Sets the absolute tolerance.
+    pub fn atol(mut self, atol: E) -> Self {
+        self.atol = atol;
+        self
+    }
+
+    /// Sets the first step size (its magnitude; the sign follows the direction of time).
+    pub fn first_step(mut self, h: E) -> Self {
+        self.first_step = Some(h);
+        self
+    }
+
+    /// Sets the smallest allowed step magnitude.
+    pub fn min_step(mut self, h: E) -> Self {
+        self.min_step = h;
+        self
+    }
+
+    /// Sets the largest allowed step magnitude.
+    pub fn max_step(mut self, h: E) -> Self {
+        self.max_step = Some(h);
+        self
+    }
+
+    /// Sets the largest number of attempted steps.
+    pub fn max_steps(mut self, n: usize) -> Self {
+        self.max_steps = n;
+        self
+    }
+
+    /// Sets which state channels take part in error control (one flag per channel).
+    pub fn error_channels(mut self, flags: Vec<bool>) -> Self {
+        self.error_channels = Some(flags);
+        self
+    }
+
+    /// Records the end time of every accepted step.
+    pub fn record_steps(mut self, on: bool) -> Self {
+        self.record_steps = on;
+        self
+    }
+
+    /// The strategy of [`odeint`](crate::odeint)'s VJP.
+    pub fn adjoint(mut self, adjoint: Adjoint) -> Self {
+        self.adjoint = adjoint;
+        self
+    }
+
+    /// Seminorm error control of the adjoint's parameter-gradient channels.
+    pub fn seminorm(mut self, on: bool) -> Self {
+        self.seminorm = on;
+        self
+    }
+
+    /// Separate method, stepping and tolerances for the adjoint and sensitivity solves (its
+    /// error channels, adjoint and seminorm settings are ignored).
+    pub fn adjoint_solver(mut self, opts: Options<E>) -> Self {
+        self.adjoint_options = Some(Box::new(opts));
+        self
+    }
+
+    /// The settings the adjoint and sensitivity solves start from.
+    pub(crate) fn adjoint_solver_options(&self) -> Options<E> {
+        match &self.adjoint_options {
+            Some(o) => Options {
+                adjoint_options: None,
+                ..(**o).clone()
+            },
+            None => Options {
+                adjoint_options: None,
+                ..self.clone()
+            },
+        }
+    }
+
+    /// Checks the settings against a state of `channels` channels.
+    pub fn validate(&self, channels: usize) -> Result<(), OdeError> {
+        let bad = |s: String| Err(OdeError::InvalidOptions(s));
+        let (rtol, atol) = (self.rtol.to_f64(), self.atol.to_f64());
+        if !(rtol.is_finite() && atol.is_finite() && rtol >= 0.0 && atol >= 0.0)
+            || rtol + atol <= 0.0
+        {
+            return bad(format!("tolerances must be finite, non-negative and not both zero (rtol = {rtol}, atol = {atol})"));
+        }
+        if self.max_steps == 0 {
+            return bad("max_steps must be positive".into());
+        }
+        if let Some(flags) = &self.error_channels {
+            if flags.len() != channels {
+                return bad(format!(
+                    "{} error-channel flags for a state of {channels} channels",
+                    flags.len()
+                ));
+            }
+        }
+        match self.stepping {
+            Stepping::Adaptive => {
+                if self.method.error_order().is_none() {
+                    return bad(format!(
+                        "{} has no error estimate: use Options::fixed or Options::fixed_step",
+                        self.method
+                    ));
+                }
+                let min = self.min_step.to_f64();
+                if !(min.is_finite() && min >= 0.0) {
+                    return bad(format!(
+                        "min_step must be finite and non-negative, got {min}"
+                    ));
+                }
+                if let Some(h) = self.first_step {
+                    let h = h.to_f64();
+                    if !(h.is_finite() && h > 0.0) {
+                        return bad(format!("first_step must be finite and positive, got {h}"));
+                    }
+                }
+                if let Some(h) = self.max_step {
+                    let h = h.to_f64();
+                    if !(h > 0.0 && h >= min) {
+                        return bad(format!(
+                            "max_step must be positive and at least min_step, got {h}"
+                        ));
+                    }
+                }
+            }
+            Stepping::Steps(n) => {
+                if n == 0 {
+                    return bad("a fixed-step solve needs at least one step per interval".into());
+                }
+            }
+            Stepping::StepSize(h) => {
+                let h = h.to_f64();
+                if !(h.is_finite() && h > 0.0) {
+                    return bad(format!(
+                        "the fixed step size must be finite and positive, got {h}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
