@@ -1,0 +1,543 @@
+//! Accuracy and special-value tests of the vectorized elementwise kernels against std.
+//!
+//! f64 kernels are compared with std's f64 functions, f32 kernels with the f64 std result (not
+//! rounded, so the reported error includes the final rounding to f32). Errors are in ulps of the
+//! reference. Run with `--nocapture` to see the measured maxima.
+
+use autodiff::kernels::{f32k, f64k};
+
+/// Deterministic low-discrepancy sequence in `[0, 1)` (golden-ratio additive recurrence).
+fn unit(n: usize) -> impl Iterator<Item = f64> {
+    let g = 0.618_033_988_749_894_9_f64;
+    (0..n).map(move |i| (0.5 + i as f64 * g).fract())
+}
+
+/// `n` points uniform in `[lo, hi]`.
+fn linear(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    unit(n).map(|u| lo + (hi - lo) * u).collect()
+}
+
+/// `n` points `±10^e` with `e` uniform in `[lo, hi]`, alternating signs.
+fn log_both(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    unit(n)
+        .enumerate()
+        .map(|(i, u)| if i % 2 == 0 { 1.0 } else { -1.0 } * 10f64.powf(lo + (hi - lo) * u))
+        .collect()
+}
+
+/// `n` points `2^e` with `e` uniform in `[lo, hi]`.
+fn pow2_pos(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    unit(n).map(|u| (lo + (hi - lo) * u).exp2()).collect()
+}
+
+/// Distance between `r` and the next f64 away from zero (smallest subnormal at 0).
+fn ulp64(r: f64) -> f64 {
+    let a = r.abs();
+    if a == f64::MAX {
+        return a - f64::from_bits(a.to_bits() - 1);
+    }
+    f64::from_bits(a.to_bits() + 1) - a
+}
+
+/// The f32 ulp at the f64 value `r` (its f32 rounding's spacing).
+fn ulp32(r: f64) -> f64 {
+    let a = (r as f32).abs();
+    if a == f32::MAX {
+        return (a - f32::from_bits(a.to_bits() - 1)) as f64;
+    }
+    (f32::from_bits(a.to_bits() + 1) - a) as f64
+}
+
+/// Error of `got` against `want` in ulps, with equal specials (inf, NaN) counting as exact.
+fn ulps(got: f64, want: f64, ulp: fn(f64) -> f64) -> f64 {
+    if got == want || (got.is_nan() && want.is_nan()) {
+        return 0.0;
+    }
+    if !got.is_finite() || !want.is_finite() {
+        return f64::INFINITY;
+    }
+    (got - want).abs() / ulp(want)
+}
+
+type K64 = fn(&[f64], &mut [f64]);
+type K32 = fn(&[f32], &mut [f32]);
+
+/// Largest ulp error of `kernel` against `reference` over `xs`; panics past `bound`.
+fn check64(name: &str, kernel: K64, reference: fn(f64) -> f64, xs: &[f64], bound: f64) -> f64 {
+    let mut out = vec![0.0; xs.len()];
+    kernel(xs, &mut out);
+    let (mut worst, mut at) = (0.0, 0.0);
+    for (&x, &y) in xs.iter().zip(&out) {
+        let e = ulps(y, reference(x), ulp64);
+        if e > worst {
+            (worst, at) = (e, x);
+        }
+    }
+    println!("f64 {name:<22} max {worst:.3} ulp at x = {at:e}");
+    assert!(
+        worst <= bound,
+        "f64 {name}: {worst} ulp at x = {at:e} (got {}, want {})",
+        {
+            let mut o = [0.0];
+            kernel(&[at], &mut o);
+            o[0]
+        },
+        reference(at)
+    );
+    worst
+}
+
+/// Same as [`check64`] for an f32 kernel against an f64 reference.
+fn check32(name: &str, kernel: K32, reference: fn(f64) -> f64, xs: &[f64], bound: f64) -> f64 {
+    let xs: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
+    let mut out = vec![0.0; xs.len()];
+    kernel(&xs, &mut out);
+    let (mut worst, mut at) = (0.0, 0.0f32);
+    for (&x, &y) in xs.iter().zip(&out) {
+        let want = reference(x as f64);
+        // A reference outside f32's range is compared after rounding (inf or 0 expected).
+        let want = if (want as f32).is_infinite() || (want != 0.0 && want as f32 == 0.0) {
+            (want as f32) as f64
+        } else {
+            want
+        };
+        let e = ulps(y as f64, want, ulp32);
+        if e > worst {
+            (worst, at) = (e, x);
+        }
+    }
+    println!("f32 {name:<22} max {worst:.3} ulp at x = {at:e}");
+    assert!(worst <= bound, "f32 {name}: {worst} ulp at x = {at:e}");
+    worst
+}
+
+const N: usize = 100_000;
+
+fn sigmoid_ref(x: f64) -> f64 {
+    // exp(-|x|) never overflows; the negative branch keeps relative accuracy in the tail.
+    let e = (-x.abs()).exp();
+    if x >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    }
+}
+
+fn softplus_ref(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+#[test]
+fn exp_accuracy() {
+    let mut xs = linear(-750.0, 712.0, N);
+    xs.extend(log_both(-320.0, 3.0, N));
+    check64("exp", f64k::exp, f64::exp, &xs, 2.0);
+    let mut xs = linear(-110.0, 90.0, N);
+    xs.extend(log_both(-45.0, 2.0, N));
+    check32("exp", f32k::exp, f64::exp, &xs, 2.0);
+}
+
+#[test]
+fn ln_accuracy() {
+    let mut xs = pow2_pos(-1074.0, 1024.0, N);
+    xs.extend(log_both(-17.0, -0.01, N).iter().map(|d| 1.0 + d));
+    check64("ln", f64k::ln, f64::ln, &xs, 2.0);
+    let mut xs = pow2_pos(-149.0, 128.0, N);
+    xs.extend(log_both(-8.0, -0.01, N).iter().map(|d| 1.0 + d));
+    check32("ln", f32k::ln, f64::ln, &xs, 2.0);
+}
+
+#[test]
+fn tanh_accuracy() {
+    let mut xs = linear(-30.0, 30.0, N);
+    xs.extend(log_both(-310.0, 1.5, N));
+    check64("tanh", f64k::tanh, f64::tanh, &xs, 4.0);
+    let mut xs = linear(-15.0, 15.0, N);
+    xs.extend(log_both(-40.0, 1.2, N));
+    check32("tanh", f32k::tanh, f64::tanh, &xs, 3.0);
+}
+
+#[test]
+fn sigmoid_accuracy() {
+    let mut xs = linear(-760.0, 40.0, N);
+    xs.extend(log_both(-310.0, 2.9, N));
+    check64("sigmoid", f64k::sigmoid, sigmoid_ref, &xs, 5.0);
+    let mut xs = linear(-110.0, 20.0, N);
+    xs.extend(log_both(-40.0, 2.0, N));
+    check32("sigmoid", f32k::sigmoid, sigmoid_ref, &xs, 3.0);
+}
+
+#[test]
+fn softplus_accuracy() {
+    let mut xs = linear(-760.0, 760.0, N);
+    xs.extend(log_both(-310.0, 3.0, N));
+    xs.extend(linear(-40.0, 40.0, N));
+    check64("softplus", f64k::softplus, softplus_ref, &xs, 5.0);
+    let mut xs = linear(-110.0, 110.0, N);
+    xs.extend(log_both(-40.0, 2.0, N));
+    xs.extend(linear(-20.0, 20.0, N));
+    check32("softplus", f32k::softplus, softplus_ref, &xs, 3.0);
+}
+
+/// Applies a kernel to one value.
+fn one64(k: K64, x: f64) -> f64 {
+    let mut o = [0.0];
+    k(&[x], &mut o);
+    o[0]
+}
+
+fn one32(k: K32, x: f32) -> f32 {
+    let mut o = [0.0];
+    k(&[x], &mut o);
+    o[0]
+}
+
+/// Bitwise equality, NaN equal to NaN.
+fn same64(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+#[test]
+fn special_values_f64() {
+    const INF: f64 = f64::INFINITY;
+    const NINF: f64 = f64::NEG_INFINITY;
+    const NAN: f64 = f64::NAN;
+    const MAX: f64 = f64::MAX;
+    const MIN_POSITIVE: f64 = f64::MIN_POSITIVE;
+    let tiny = f64::from_bits(1); // smallest subnormal
+    let cases: &[(&str, K64, f64, f64)] = &[
+        ("exp", f64k::exp, 0.0, 1.0),
+        ("exp", f64k::exp, -0.0, 1.0),
+        ("exp", f64k::exp, INF, INF),
+        ("exp", f64k::exp, NINF, 0.0),
+        ("exp", f64k::exp, NAN, NAN),
+        ("exp", f64k::exp, 709.9, INF),
+        ("exp", f64k::exp, 1e300, INF),
+        ("exp", f64k::exp, -746.0, 0.0),
+        ("exp", f64k::exp, -1e300, 0.0),
+        ("ln", f64k::ln, 0.0, NINF),
+        ("ln", f64k::ln, -0.0, NINF),
+        ("ln", f64k::ln, -1.0, NAN),
+        ("ln", f64k::ln, NINF, NAN),
+        ("ln", f64k::ln, -tiny, NAN),
+        ("ln", f64k::ln, INF, INF),
+        ("ln", f64k::ln, NAN, NAN),
+        ("ln", f64k::ln, 1.0, 0.0),
+        ("ln", f64k::ln, tiny, tiny.ln()),
+        ("ln", f64k::ln, MAX, MAX.ln()),
+        ("ln", f64k::ln, MIN_POSITIVE, MIN_POSITIVE.ln()),
+        ("tanh", f64k::tanh, 0.0, 0.0),
+        ("tanh", f64k::tanh, -0.0, -0.0),
+        ("tanh", f64k::tanh, INF, 1.0),
+        ("tanh", f64k::tanh, NINF, -1.0),
+        ("tanh", f64k::tanh, 20.0, 1.0),
+        ("tanh", f64k::tanh, -1e300, -1.0),
+        ("tanh", f64k::tanh, NAN, NAN),
+        ("tanh", f64k::tanh, tiny, tiny),
+        ("tanh", f64k::tanh, -1e-200, -1e-200),
+        ("sigmoid", f64k::sigmoid, 0.0, 0.5),
+        ("sigmoid", f64k::sigmoid, INF, 1.0),
+        ("sigmoid", f64k::sigmoid, NINF, 0.0),
+        ("sigmoid", f64k::sigmoid, 40.0, 1.0),
+        ("sigmoid", f64k::sigmoid, -800.0, 0.0),
+        ("sigmoid", f64k::sigmoid, NAN, NAN),
+        ("softplus", f64k::softplus, INF, INF),
+        ("softplus", f64k::softplus, NINF, 0.0),
+        ("softplus", f64k::softplus, 1e300, 1e300),
+        ("softplus", f64k::softplus, 40.0, 40.0),
+        ("softplus", f64k::softplus, 800.0, 800.0),
+        ("softplus", f64k::softplus, -800.0, 0.0),
+        ("softplus", f64k::softplus, NAN, NAN),
+    ];
+    for &(name, k, x, want) in cases {
+        let got = one64(k, x);
+        assert!(
+            same64(got, want),
+            "f64 {name}({x:e}) = {got:e}, want {want:e}"
+        );
+    }
+    // Ordinary values (within an ulp, not bitwise: the result may differ by the last bit
+    // with or without hardware FMA).
+    assert!(ulps(one64(f64k::exp, 1.0), std::f64::consts::E, ulp64) <= 1.0);
+    assert!(ulps(one64(f64k::softplus, 0.0), std::f64::consts::LN_2, ulp64) <= 1.0);
+    // Relative accuracy deep in the tails, where e^x is subnormal or tiny.
+    for x in [-700.0f64, -720.0, -740.0, -50.0, -36.0] {
+        let e = x.exp();
+        for (name, k) in [
+            ("sigmoid", f64k::sigmoid as K64),
+            ("softplus", f64k::softplus),
+        ] {
+            let got = one64(k, x);
+            assert!(
+                ulps(got, e, ulp64) <= 2.0,
+                "f64 {name}({x}) = {got:e}, want ≈ {e:e}"
+            );
+        }
+    }
+    // The largest values that do not overflow, and the subnormal range, match std.
+    for x in [
+        709.78,
+        709.782712893384,
+        -708.4,
+        -709.0,
+        -730.0,
+        -744.4,
+        -745.1,
+    ] {
+        let (got, want) = (one64(f64k::exp, x), x.exp());
+        assert!(
+            ulps(got, want, ulp64) <= 1.0,
+            "f64 exp({x}) = {got:e}, want {want:e}"
+        );
+    }
+}
+
+#[test]
+fn special_values_f32() {
+    const INF: f32 = f32::INFINITY;
+    const NINF: f32 = f32::NEG_INFINITY;
+    const NAN: f32 = f32::NAN;
+    const MAX: f32 = f32::MAX;
+    const MIN_POSITIVE: f32 = f32::MIN_POSITIVE;
+    let tiny = f32::from_bits(1);
+    let cases: &[(&str, K32, f32, f32)] = &[
+        ("exp", f32k::exp, 0.0, 1.0),
+        ("exp", f32k::exp, INF, INF),
+        ("exp", f32k::exp, NINF, 0.0),
+        ("exp", f32k::exp, NAN, NAN),
+        ("exp", f32k::exp, 88.8, INF),
+        ("exp", f32k::exp, -104.0, 0.0),
+        ("ln", f32k::ln, 0.0, NINF),
+        ("ln", f32k::ln, -0.0, NINF),
+        ("ln", f32k::ln, -1.0, NAN),
+        ("ln", f32k::ln, -tiny, NAN),
+        ("ln", f32k::ln, INF, INF),
+        ("ln", f32k::ln, NAN, NAN),
+        ("ln", f32k::ln, 1.0, 0.0),
+        ("ln", f32k::ln, tiny, ((tiny as f64).ln()) as f32),
+        ("ln", f32k::ln, MAX, ((MAX as f64).ln()) as f32),
+        (
+            "ln",
+            f32k::ln,
+            MIN_POSITIVE,
+            ((MIN_POSITIVE as f64).ln()) as f32,
+        ),
+        ("tanh", f32k::tanh, 0.0, 0.0),
+        ("tanh", f32k::tanh, -0.0, -0.0),
+        ("tanh", f32k::tanh, INF, 1.0),
+        ("tanh", f32k::tanh, NINF, -1.0),
+        ("tanh", f32k::tanh, 10.0, 1.0),
+        ("tanh", f32k::tanh, NAN, NAN),
+        ("tanh", f32k::tanh, tiny, tiny),
+        ("tanh", f32k::tanh, -1e-30, -1e-30),
+        ("sigmoid", f32k::sigmoid, 0.0, 0.5),
+        ("sigmoid", f32k::sigmoid, INF, 1.0),
+        ("sigmoid", f32k::sigmoid, NINF, 0.0),
+        ("sigmoid", f32k::sigmoid, 20.0, 1.0),
+        ("sigmoid", f32k::sigmoid, -110.0, 0.0),
+        ("sigmoid", f32k::sigmoid, NAN, NAN),
+        ("softplus", f32k::softplus, INF, INF),
+        ("softplus", f32k::softplus, NINF, 0.0),
+        ("softplus", f32k::softplus, 1e30, 1e30),
+        ("softplus", f32k::softplus, 20.0, 20.0),
+        ("softplus", f32k::softplus, -110.0, 0.0),
+        ("softplus", f32k::softplus, NAN, NAN),
+    ];
+    for &(name, k, x, want) in cases {
+        let got = one32(k, x);
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "f32 {name}({x:e}) = {got:e}, want {want:e}"
+        );
+    }
+    assert!(ulps(one32(f32k::exp, 1.0) as f64, 1f64.exp(), ulp32) <= 1.0);
+    assert!(ulps(one32(f32k::softplus, 0.0) as f64, 2f64.ln(), ulp32) <= 1.0);
+    for x in [-80.0f32, -95.0, -100.0, -20.0] {
+        let e = (x as f64).exp();
+        for (name, k) in [
+            ("sigmoid", f32k::sigmoid as K32),
+            ("softplus", f32k::softplus),
+        ] {
+            let got = one32(k, x) as f64;
+            assert!(
+                ulps(got, e, ulp32) <= 2.0,
+                "f32 {name}({x}) = {got:e}, want ≈ {e:e}"
+            );
+        }
+    }
+}
+
+/// Vector bodies and scalar remainders give bitwise the same results, for every length and
+/// misalignment, and no element past the end is written.
+#[test]
+fn odd_lengths_and_offsets() {
+    let xs64 = linear(-30.0, 30.0, 200);
+    let xs32: Vec<f32> = xs64.iter().map(|&x| x as f32).collect();
+    let k64: [K64; 5] = [
+        f64k::exp,
+        f64k::ln,
+        f64k::tanh,
+        f64k::sigmoid,
+        f64k::softplus,
+    ];
+    let k32: [K32; 5] = [
+        f32k::exp,
+        f32k::ln,
+        f32k::tanh,
+        f32k::sigmoid,
+        f32k::softplus,
+    ];
+    for k in k64 {
+        for off in 0..5 {
+            for len in 0..70 {
+                let x = &xs64[off..off + len];
+                let mut out = vec![7.0; len + 1];
+                k(x, &mut out[..len]);
+                for (i, &v) in x.iter().enumerate() {
+                    assert!(same64(out[i], one64(k, v)), "len {len} off {off} i {i}");
+                }
+                assert_eq!(out[len], 7.0);
+            }
+        }
+    }
+    for k in k32 {
+        for off in 0..5 {
+            for len in 0..70 {
+                let x = &xs32[off..off + len];
+                let mut out = vec![7.0; len + 1];
+                k(x, &mut out[..len]);
+                for (i, &v) in x.iter().enumerate() {
+                    let w = one32(k, v);
+                    assert!(
+                        out[i].to_bits() == w.to_bits() || (w.is_nan() && out[i].is_nan()),
+                        "len {len} off {off} i {i}"
+                    );
+                }
+                assert_eq!(out[len], 7.0);
+            }
+        }
+    }
+}
+
+/// `C = alpha·op(A)·op(B) + beta·C` by the definition, in f64.
+#[allow(clippy::too_many_arguments)]
+fn gemm_ref(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f64,
+    a: &[f64],
+    (rsa, csa): (usize, usize),
+    b: &[f64],
+    (rsb, csb): (usize, usize),
+    beta: f64,
+    c: &[f64],
+) -> Vec<f64> {
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let s: f64 = (0..k)
+                .map(|p| a[i * rsa + p * csa] * b[p * rsb + j * csb])
+                .sum();
+            out[i * n + j] = alpha * s
+                + if beta == 0.0 {
+                    0.0
+                } else {
+                    beta * c[i * n + j]
+                };
+        }
+    }
+    out
+}
+
+/// Runs `Element::gemm` for both precisions on one shape/layout and compares with the
+/// definition; with `beta == 0`, `C` starts as NaN and must not leak into the result.
+fn check_gemm(m: usize, k: usize, n: usize, ta: bool, tb: bool, alpha: f64, beta: f64) {
+    use autodiff::Element;
+    let a: Vec<f64> = unit(m * k).map(|u| u - 0.5).collect();
+    let b: Vec<f64> = unit(k * n + 7).skip(7).map(|u| 2.0 * u - 1.0).collect();
+    let c0: Vec<f64> = if beta == 0.0 {
+        vec![f64::NAN; m * n]
+    } else {
+        unit(m * n + 3).skip(3).collect()
+    };
+    // A is stored m×k (or k×m when transposed), B k×n (or n×k), all row-major.
+    let sa = if ta { (1, m) } else { (k, 1) };
+    let sb = if tb { (1, k) } else { (n, 1) };
+    let want = gemm_ref(m, k, n, alpha, &a, sa, &b, sb, beta, &c0);
+    let scale = (k as f64).max(1.0);
+    let is = |(r, c): (usize, usize)| (r as isize, c as isize);
+    let (rsa, csa) = is(sa);
+    let (rsb, csb) = is(sb);
+
+    let mut c = c0.clone();
+    f64::gemm(
+        m, k, n, alpha, &a, rsa, csa, &b, rsb, csb, beta, &mut c, n as isize, 1,
+    );
+    let err = c
+        .iter()
+        .zip(&want)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        err <= 1e-14 * scale,
+        "f64 gemm m={m} k={k} n={n} ta={ta} tb={tb} beta={beta}: err {err}"
+    );
+
+    let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let (a32, b32) = (f(&a), f(&b));
+    let mut c32 = f(&c0);
+    f32::gemm(
+        m,
+        k,
+        n,
+        alpha as f32,
+        &a32,
+        rsa,
+        csa,
+        &b32,
+        rsb,
+        csb,
+        beta as f32,
+        &mut c32,
+        n as isize,
+        1,
+    );
+    let err = c32
+        .iter()
+        .zip(&want)
+        .map(|(&x, y)| (x as f64 - y).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        err <= 1e-5 * scale,
+        "f32 gemm m={m} k={k} n={n} ta={ta} tb={tb} beta={beta}: err {err}"
+    );
+}
+
+/// The generic kernel and the direct loops for skinny shapes (k ≤ 4, n ≤ 4), with every
+/// transpose combination, blocking remainders and both `beta` cases.
+#[test]
+fn gemm_matches_definition() {
+    let shapes = [
+        (512, 64, 64),
+        (37, 19, 23),
+        (1, 1, 1),
+        (300, 2, 130),
+        (33, 1, 5),
+        (70, 3, 64),
+        (9, 4, 200),
+        (512, 64, 2),
+        (300, 600, 1),
+        (64, 512, 2),
+        (5, 700, 3),
+        (257, 5, 4),
+        (2, 512, 64),
+    ];
+    for &(m, k, n) in &shapes {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (1.0, -2.0)] {
+                check_gemm(m, k, n, ta, tb, alpha, beta);
+            }
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! `Params`: an ordered store of named parameter tensors, saved and loaded as safetensors.
+//!
+//! # Naming scheme
+//!
+//! Names follow PyTorch's `state_dict` keys, so a checkpoint converts by name:
+//! `{module path}.{parameter}`, e.g. `odefunc.layers.0._layer.weight`. The layers of
+//! [`nn`](crate::nn) document the names they create.
+//!
+//! # Layout
+//!
+//! Tensors are stored with PyTorch's layout: a linear map's weight is `[out_features,
+//! in_features]` (applied as `x Wᵀ`), its bias `[out_features]`. In memory every tensor is a
+//! matrix, so a bias is a `1 × out` row; each entry remembers its *file shape*, which is what
+//! [`Params::save`] writes. By default a `1 × n` tensor whose name ends in `bias` is written as
+//! the 1-D shape `[n]`, everything else as 2-D `[rows, cols]`; [`Params::add_with_file_shape`]
+//! chooses another (e.g. `[]` for a 0-D scalar). On load a tensor is accepted in its file shape
+//! or as `[rows, cols]`; a `1 × n` entry also accepts `[n]` and a `1 × 1` entry `[]`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use autodiff::{Element, Tape, Tensor, Var};
+use indexmap::IndexMap;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::FlowError;
+
+/// Metadata key under which [`Params::save`] records the store order (names joined by `\n`).
+pub const ORDER_KEY: &str = "flowtape.order";
+
+#[derive(Clone, PartialEq)]
+struct Entry<E: Element> {
+    tensor: Tensor<E>,
+    file_shape: Vec<usize>,
+}
+
+/// An ordered store of named tensors (an `IndexMap<String, Tensor<E>>`).
+///
+/// Layers are created with `&mut Params<E>` and remember the *indices* of the entries they
+/// add; at run time [`Params::vars`] puts every tensor on a tape in store order and the layers
+/// address their parameters by index into that slice. The same slice can be handed to an ODE
+/// solver as the parameter inputs of a dynamics function.
+///
+/// ```
+/// use autodiff::{Tape, Tensor};
+/// use flows::Params;
+///
+/// let mut p = Params::<f64>::new();
+/// let w = p.add("lin.weight", Tensor::ones(3, 2));
+/// let b = p.add("lin.bias", Tensor::zeros(1, 3));
+/// assert_eq!((w, b), (0, 1));
+/// assert_eq!(p.index_of("lin.bias"), Some(1));
+/// assert_eq!(p.file_shape(b), &[3]); // written to safetensors as 1-D, as PyTorch does
+///
+/// let tape = Tape::new();
+/// let vars = p.vars(&tape);
+/// assert_eq!(vars[w].shape(), (3, 2));
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct Params<E: Element> {
+    map: IndexMap<String, Entry<E>>,
+}
+
+impl<E: Element> Default for Params<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E: Element> fmt::Debug for Params<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Params<{}> ({} tensors, {} elements) {{",
+            E::NAME,
+            self.len(),
+            self.num_elements()
+        )?;
+        for (name, e) in &self.map {
+            writeln!(
+                f,
+                "  {name}: {}x{} (file shape {:?})",
+                e.tensor.rows(),
+                e.tensor.cols(),
+                e.file_shape
+            )?;
+        }
+        write!(f, "}}")
+    }
+}
+
+fn default_file_shape(name: &str, rows: usize, cols: usize) -> Vec<usize> {
+    if rows == 1 && name.ends_with("bias") {
+        vec![cols]
+    } else {
+        vec![rows, cols]
+    }
+}
+
+/// Whether a file shape can be read into a `rows × cols` entry whose own file shape is `own`.
+fn compatible(found: &[usize], own: &[usize], rows: usize, cols: usize) -> bool {
+    found == own
+        || found == [rows, cols]
+        || (rows == 1 && found == [cols])
+        || (rows == 1 && cols == 1 && found.is_empty())
+}
+
+impl<E: Element> Params<E> {
+    /// An empty store.
+    pub fn new() -> Self {
+        Params {
+            map: IndexMap::new(),
+        }
+    }
+
+    /// Adds a tensor under `name` and returns its index. The file shape follows the default
+    /// rule (see the [module docs](self)). Panics if the name is already taken.
+    pub fn add(&mut self, name: impl Into<String>, tensor: Tensor<E>) -> usize {
+        let name = name.into();
+        let shape = default_file_shape(&name, tensor.rows(), tensor.cols());
+        self.add_with_file_shape(name, tensor, shape)
+    }
+
+    /// Adds a tensor with an explicit file shape (the shape [`save`](Self::save) writes), e.g.
+    /// `[]` for a scalar that PyTorch stores 0-D. The shape must have as many elements as the
+    /// tensor and be `[]`, `[cols]` (for one row) or `[rows, cols]`. Panics on a duplicate name
+    /// or an inconsistent shape.
+    pub fn add_with_file_shape(
+        &mut self,
+        name: impl Into<String>,
+        tensor: Tensor<E>,
+        file_shape: Vec<usize>,
+    ) -> usize {
+        let name = name.into();
+        let (r, c) = tensor.shape();
+        assert!(
+            compatible(&file_shape, &[r, c], r, c),
+            "Params::add: file shape {file_shape:?} does not describe the {r}x{c} tensor `{name}`"
+        );
+        assert!(
+            !self.map.contains_key(&name),
+            "Params::add: a parameter named `{name}` already exists"
+        );
+        let (idx, _) = self.map.insert_full(name, Entry { tensor, file_shape });
+        idx
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// `true` when the store holds no tensors.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Total number of scalar parameters.
+    pub fn num_elements(&self) -> usize {
+        self.map.values().map(|e| e.tensor.len()).sum()
+    }
+
+    /// The tensor named `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor<E>> {
+        self.map.get(name).map(|e| &e.tensor)
+    }
+
+    /// The tensor named `name`, mutably (its shape must not change).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Tensor<E>> {
+        self.map.get_mut(name).map(|e| &mut e.tensor)
+    }
+
+    /// Index of the tensor named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.map.get_index_of(name)
+    }
+
+    /// Name of entry `i`. Panics if out of range.
+    pub fn name(&self, i: usize) -> &str {
+        self.entry(i).0
+    }
+
+    /// Tensor at index `i`. Panics if out of range.
+    pub fn tensor(&self, i: usize) -> &Tensor<E> {
+        &self.entry(i).1.tensor
+    }
+
+    /// Tensor at index `i`, mutably (its shape must not change). Panics if out of range.
+    pub fn tensor_mut(&mut self, i: usize) -> &mut Tensor<E> {
+        let n = self.len();
+        match self.map.get_index_mut(i) {
+            Some((_, e)) => &mut e.tensor,
+            None => panic!("Params::tensor_mut: index {i} out of range for {n} tensors"),
+        }
+    }
+
+    /// The shape entry `i` is written with (see the [module docs](self)).
+    pub fn file_shape(&self, i: usize) -> &[usize] {
+        &self.entry(i).1.file_shape
+    }
+
+    fn entry(&self, i: usize) -> (&str, &Entry<E>) {
+        match self.map.get_index(i) {
+            Some((n, e)) => (n.as_str(), e),
+            None => panic!(
+                "Params: index {i} out of range for {} tensors",
+                self.map.len()
+            ),
+        }
+    }
+
+    /// `(name, tensor)` pairs in store order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Tensor<E>)> + '_ {
+        self.map.iter().map(|(n, e)| (n.as_str(), &e.tensor))
+    }
+
+    /// Names in store order.
+    pub fn names(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.map.keys().map(String::as_str)
+    }
+
+    /// Tensors in store order.
+    pub fn tensors(&self) -> impl ExactSizeIterator<Item = &Tensor<E>> + '_ {
+        self.map.values().map(|e| &e.tensor)
+    }
+
+    /// Tensors in store order, mutably (shapes must not change).
+    pub fn tensors_mut(&mut self) -> impl ExactSizeIterator<Item = &mut Tensor<E>> + '_ {
+        self.map.values_mut().map(|e| &mut e.tensor)
+    }
+
+    /// Shapes `(rows, cols)` in store order.
+    pub fn shapes(&self) -> Vec<(usize, usize)> {
+        self.tensors().map(Tensor::shape).collect()
+    }
+
+    /// Zero tensors shaped like each entry, in store order (optimizer state, gradient buffers).
+    pub fn zeros_like(&self) -> Vec<Tensor<E>> {
+        self.tensors()
+            .map(|t| Tensor::zeros(t.rows(), t.cols()))
+            .collect()
+    }
+
+    /// Puts every tensor on `tape` as a differentiable leaf ([`Tape::var`]), in store order.
+    /// Layers index into the returned slice.
+    pub fn vars<'t>(&self, tape: &'t Tape<E>) -> Vec<Var<'t, E>> {
+        self.tensors().map(|t| tape.var(t.clone())).collect()
+    }
+
+    /// Puts every tensor on `tape` as a constant ([`Tape::constant`]): for evaluation without
+    /// parameter gradients.
+    pub fn constants<'t>(&self, tape: &'t Tape<E>) -> Vec<Var<'t, E>> {
+        self.tensors().map(|t| tape.constant(t.clone())).collect()
+    }
+
+    /// Checks that `values` has one tensor per entry with the entry's shape; panics naming
+    /// `op`, the entry and both shapes otherwise.
+    pub fn assert_matches(&self, values: &[Tensor<E>], op: &str) {
+        assert_eq!(
+            values.len(),
+            self.len(),
+            "{op}: {} tensors for a store of {}",
+            values.len(),
+            self.len()
+        );
+        for ((name, t), v) in self.iter().zip(values) {
+            assert_eq!(
+                t.shape(),
+                v.shape(),
+                "{op}: `{name}` is {:?} but its update is {:?}",
+                t.shape(),
+                v.shape()
+            );
+        }
+    }
+
+    /// `θᵢ += a · δᵢ` for every entry (an SGD step is `axpy(−lr, grads)`). Panics on a count or
+    /// shape mismatch.
+    pub fn axpy(&mut self, a: E, deltas: &[Tensor<E>]) {
+        self.assert_matches(deltas, "Params::axpy");
+        for (t, d) in self.tensors_mut().zip(deltas) {
+            t.axpy(a, d);
+        }
+    }
+
+    /// Copies the values of `other` (same names in the same order, same shapes) into `self`.
+    pub fn copy_from(&mut self, other: &Params<E>) {
+        assert_eq!(
+            self.len(),
+            other.len(),
+            "Params::copy_from: {} tensors vs {}",
+            self.len(),
+            other.len()
+        );
+        for ((n, a), (m, b)) in self.map.iter_mut().zip(&other.map) {
+            assert_eq!(n, m, "Params::copy_from: names differ");
+            a.tensor.copy_from(&b.tensor);
+        }
+    }
+
+    /// The same store in another precision.
+    pub fn cast<F: Element>(&self) -> Params<F> {
+        Params {
+            map: self
+                .map
+                .iter()
+                .map(|(n, e)| {
+                    (
+                        n.clone(),
+                        Entry {
+                            tensor: e.tensor.cast::<F>(),
+                            file_shape: e.file_shape.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    // ------------------------------------------------------------------ safetensors
+
+    /// Serializes the store as safetensors bytes, in the element type `E` (`F32` or `F64`),
+    /// each tensor in its file shape. The metadata records `format = pt` and the store order.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>, FlowError> {
+        let dtype = dtype_of::<E>();
+        let bytes: Vec<Vec<u8>> = self.tensors().map(|t| to_le_bytes(t)).collect();
+        let mut views = Vec::with_capacity(self.len());
+        for ((name, e), b) in self.map.iter().zip(&bytes) {
+            let v = TensorView::new(dtype, e.file_shape.clone(), b).map_err(|err| {
+                FlowError::BadFile {
+                    path: "<memory>".into(),
+                    reason: format!("cannot serialize `{name}`: {err}"),
+                }
+            })?;
+            views.push((name.as_str(), v));
+        }
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), "pt".to_string());
+        meta.insert(
+            ORDER_KEY.to_string(),
+            self.names().collect::<Vec<_>>().join("\n"),
+        );
+        safetensors::serialize(views, Some(meta)).map_err(|err| FlowError::BadFile {
+            path: "<memory>".into(),
+            reason: format!("cannot serialize: {err}"),
+        })
+    }
+
+    /// Writes the store to a safetensors file (see [`to_safetensors`](Self::to_safetensors)).
+    /// To write another precision, save a [`cast`](Self::cast) copy.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), FlowError> {
+        let path = path.as_ref();
+        let bytes = self.to_safetensors()?;
+        std::fs::write(path, bytes).map_err(|e| FlowError::io(path, e))
+    }
+
+    /// Reads a store from safetensors bytes. `path` only labels errors.
+    ///
+    /// Accepts `F32` and `F64` tensors of rank 0, 1 or 2 and converts them to `E` (an `f32`
+    /// file read into `Params<f64>` is widened exactly; an `f64` file read into `Params<f32>`
+    /// is rounded). Rank 0 becomes `1 × 1`, rank 1 `[n]` becomes a `1 × n` row; each entry
+    /// keeps the file's shape as its file shape. The order is the one recorded by
+    /// [`save`](Self::save) when present, otherwise names are sorted.
+    pub fn from_safetensors(bytes: &[u8], path: impl AsRef<Path>) -> Result<Self, FlowError> {
+        let path = path.as_ref();
+        let st = parse(bytes, path)?;
+        let mut out = Params::new();
+        for name in ordered_names(bytes, &st) {
+            let view = st.tensor(&name).map_err(|e| bad(path, e.to_string()))?;
+            let shape = view.shape().to_vec();
+            let (r, c) = match shape.as_slice() {
+                [] => (1, 1),
+                [n] => (1, *n),
+                [r, c] => (*r, *c),
+                _ => {
+                    return Err(bad(
+                        path,
+                        format!(
+                        "tensor `{name}` has shape {shape:?}; only rank 0, 1 and 2 are supported"
+                    ),
+                    ))
+                }
+            };
+            let data = decode::<E>(&view, &name, path)?;
+            out.add_with_file_shape(name, Tensor::from_vec(r, c, data), shape);
+        }
+        Ok(out)
+    }
+
+    /// Reads a store from a safetensors file (see [`from_safetensors`](Self::from_safetensors)
+    /// for the accepted contents and the `f32`/`f64` conversion).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, FlowError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| FlowError::io(path, e))?;
+        Self::from_safetensors(&bytes, path)
+    }
+
+    /// Overwrites every entry with the file's tensor of the same name (strict, like PyTorch's
+    /// `load_state_dict(strict=True)`).
+    ///
+    /// Errors: [`FlowError::MissingParam`] if an entry has no tensor in the file,
+    /// [`FlowError::UnexpectedParam`] if the file holds a tensor the store does not,
+    /// [`FlowError::ShapeMismatch`] (expected vs found shape) if shapes disagree,
+    /// [`FlowError::BadFile`] for a corrupt file or an unsupported dtype. On error the store
+    /// is left unchanged. `F32` and `F64` files are both accepted and converted to `E` (an
+    /// `f32` file loaded into `f64` parameters is widened exactly).
+    pub fn load_into(&mut self, path: impl AsRef<Path>) -> Result<(), FlowError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| FlowError::io(path, e))?;
+        self.load_from_safetensors(&bytes, path, true).map(|_| ())
+    }
+
+    /// Like [`load_into`](Self::load_into), but tensors in the file that the store does not
+    /// hold are skipped instead of rejected; their names are returned (for converting a larger
+    /// checkpoint, e.g. one with an optimizer's or another module's entries).
+    pub fn load_into_lenient(&mut self, path: impl AsRef<Path>) -> Result<Vec<String>, FlowError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| FlowError::io(path, e))?;
+        self.load_from_safetensors(&bytes, path, false)
+    }
+
+    /// [`load_into`](Self::load_into) from bytes; `strict` rejects unexpected names, otherwise
+    /// they are returned. `path` only labels errors.
+    pub fn load_from_safetensors(
+        &mut self,
+        bytes: &[u8],
+        path: impl AsRef<Path>,
+        strict: bool,
+    ) -> Result<Vec<String>, FlowError> {
+        let path = path.as_ref();
+        let st = parse(bytes, path)?;
+        let mut unused: Vec<String> = st
+            .names()
+            .into_iter()
+            .filter(|n| !self.map.contains_key(*n))
+            .map(str::to_string)
+            .collect();
+        unused.sort();
+        if strict {
+            if let Some(name) = unused.first() {
+                return Err(FlowError::UnexpectedParam { name: name.clone() });
+            }
+        }
+        // Decode and check everything first so a failure leaves the store untouched.
+        let mut loaded = Vec::with_capacity(self.len());
+        for (name, e) in &self.map {
+            let view = match st.tensor(name) {
+                Ok(v) => v,
+                Err(_) => return Err(FlowError::MissingParam { name: name.clone() }),
+            };
+            let (r, c) = e.tensor.shape();
+            if !compatible(view.shape(), &e.file_shape, r, c) {
+                return Err(FlowError::ShapeMismatch {
+                    name: name.clone(),
+                    expected: e.file_shape.clone(),
+                    found: view.shape().to_vec(),
+                });
+            }
+            loaded.push(decode::<E>(&view, name, path)?);
+        }
+        for (e, data) in self.map.values_mut().zip(loaded) {
+            e.tensor.as_mut_slice().copy_from_slice(&data);
+        }
+        Ok(unused)
+    }
+}
+
+fn bad(path: &Path, reason: String) -> FlowError {
+    FlowError::BadFile {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<SafeTensors<'a>, FlowError> {
+    SafeTensors::deserialize(bytes).map_err(|e| bad(path, format!("not a safetensors file: {e}")))
+}
+
+fn ordered_names(bytes: &[u8], st: &SafeTensors<'_>) -> Vec<String> {
+    let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    let recorded = SafeTensors::read_metadata(bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().as_ref()?.get(ORDER_KEY).cloned());
+    if let Some(order) = recorded {
+        let rec: Vec<String> = order.split('\n').map(str::to_string).collect();
+        let mut sorted = rec.clone();
+        sorted.sort();
+        if sorted == names {
+            names = rec;
+        }
+    }
+    names
+}
+
+fn dtype_of<E: Element>() -> Dtype {
+    if std::mem::size_of::<E>() == 4 {
+        Dtype::F32
+    } else {
+        Dtype::F64
+    }
+}
+
+fn to_le_bytes<E: Element>(t: &Tensor<E>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(t.len() * std::mem::size_of::<E>());
+    if std::mem::size_of::<E>() == 4 {
+        for &x in t.as_slice() {
+            out.extend_from_slice(&(x.to_f64() as f32).to_le_bytes());
+        }
+    } else {
+        for &x in t.as_slice() {
+            out.extend_from_slice(&x.to_f64().to_le_bytes());
+        }
+    }
+    out
+}
+
+fn decode<E: Element>(view: &TensorView<'_>, name: &str, path: &Path) -> Result<Vec<E>, FlowError> {
+    let data = view.data();
+    match view.dtype() {
+        Dtype::F32 => Ok(data
+            .chunks_exact(4)
+            .map(|b| E::from_f64(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64))
+            .collect()),
+        Dtype::F64 => Ok(data
+            .chunks_exact(8)
+            .map(|b| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                E::from_f64(f64::from_le_bytes(a))
+            })
+            .collect()),
+        other => Err(bad(
+            path,
+            format!("tensor `{name}` has dtype {other:?}; only F32 and F64 are supported"),
+        )),
+    }
+}
