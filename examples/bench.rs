@@ -1,26 +1,57 @@
-//! Timing of fixed configurations, one thread, median over repeated runs.
+//! Timing of fixed configurations: one thread, median over repeated training steps.
 //!
 //! ```sh
-//! cargo run --release --example bench -- --config mlp --dtype f32 --iters 200
+//! cargo run --release --example bench -- --config ffjord_rk4 --dtype f32 --iters 20
 //! cargo run --release --example bench -- --config all --json
 //! ```
 //!
-//! Configurations:
-//! - `mlp`: an MLP 2→64→64→64→2 with tanh at batch `--batch` (512): forward plus the VJP with
-//!   respect to the input (the work one Hutchinson trace estimate does), reporting GFLOP/s of
-//!   the matrix products.
+//! Every configuration follows the issue that defines the benchmark: d = 2, 8gaussians drawn as
+//! FFJORD does, batch 512, Adam lr 1e-3, seed 0. Time = one full training step (forward solve
+//! + backward + optimizer update), data drawing excluded; 2 warm-up steps, then the median (and
+//! minimum) over `--iters` steps.
+//!
+//! - `mlp`: the ODE net's building block alone — an MLP 2→64→64→64→2 (tanh) forward plus the
+//!   VJP with respect to its input (what one Hutchinson estimate costs); reports GFLOP/s.
+//! - `ffjord_rk4`: ConcatSquash 2→64→64→64→2 (tanh), T = 0.5, RK4 with `--steps` (10) steps,
+//!   Hutchinson (Gaussian, one probe), Backsolve adjoint, loss = mean NLL.
+//! - `ffjord_exact_rk4`: the same with the exact trace.
+//! - `ffjord_dopri5`: Dopri5 at rtol = atol = 1e-5, forward and adjoint.
 
 use std::time::Instant;
 
 use autodiff::{Element, Tape, Tensor, Var};
 use clap::{Parser, ValueEnum};
+use flows::cnf::{Cnf, Mode};
+use flows::nn::{Act, OdeNet};
+use flows::optim::{Adam, Optimizer};
+use flows::trace::{Probe, Trace};
+use flows::{data, Params};
+use ode::{Adjoint, Method, Options};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 enum Config {
     Mlp,
+    #[value(name = "ffjord_rk4")]
+    FfjordRk4,
+    #[value(name = "ffjord_exact_rk4")]
+    FfjordExactRk4,
+    #[value(name = "ffjord_dopri5")]
+    FfjordDopri5,
     All,
+}
+
+impl Config {
+    fn name(self) -> &'static str {
+        match self {
+            Config::Mlp => "mlp",
+            Config::FfjordRk4 => "ffjord_rk4",
+            Config::FfjordExactRk4 => "ffjord_exact_rk4",
+            Config::FfjordDopri5 => "ffjord_dopri5",
+            Config::All => "all",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
@@ -39,23 +70,35 @@ struct Args {
     /// Element type.
     #[arg(long, value_enum, default_value = "both")]
     dtype: Dtype,
+    /// Threads (the kernels are single-threaded; only 1 is supported).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Timed repetitions (after 2 warm-up runs).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 20)]
     iters: usize,
     /// Batch size.
     #[arg(long, default_value_t = 512)]
     batch: usize,
+    /// Steps of the fixed-step solvers.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
 }
 
-struct Timing {
+/// What one configuration measured.
+struct Report {
+    config: &'static str,
+    dtype: &'static str,
     median_s: f64,
     min_s: f64,
+    nfe: usize,
+    last_loss: f64,
+    extra: String,
 }
 
-fn time(iters: usize, mut f: impl FnMut()) -> Timing {
+fn time(iters: usize, mut f: impl FnMut()) -> (f64, f64) {
     for _ in 0..2 {
         f();
     }
@@ -67,10 +110,21 @@ fn time(iters: usize, mut f: impl FnMut()) -> Timing {
         })
         .collect();
     ts.sort_by(|a, b| a.partial_cmp(b).expect("finite times"));
-    Timing {
-        median_s: ts[ts.len() / 2],
-        min_s: ts[0],
-    }
+    (ts[ts.len() / 2], ts[0])
+}
+
+/// Peak resident set size of this process in MB (Linux), 0 if unknown.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// PyTorch's default Linear init: U(±1/√fan_in) for weights and biases.
@@ -98,7 +152,7 @@ fn mlp<'t, E: Element>(x: Var<'t, E>, ps: &[(Var<'t, E>, Var<'t, E>)]) -> Var<'t
     h
 }
 
-fn bench_mlp<E: Element>(args: &Args) {
+fn bench_mlp<E: Element>(args: &Args) -> Report {
     let mut rng = Pcg64::seed_from_u64(0);
     let sizes = [2, 64, 64, 64, 2];
     let params = layers::<E>(&sizes, &mut rng);
@@ -106,15 +160,15 @@ fn bench_mlp<E: Element>(args: &Args) {
     let probe = Tensor::<E>::randn(args.batch, 2, &mut rng);
     let tape = Tape::<E>::new();
     let mut checksum = 0.0;
-    let t = time(args.iters, || {
+    let (median_s, min_s) = time(args.iters * 10, || {
         tape.clear();
-        let x = tape.var(x0.clone());
+        let x = tape.var_from(&x0);
         let ps: Vec<_> = params
             .iter()
-            .map(|(w, b)| (tape.constant(w.clone()), tape.constant(b.clone())))
+            .map(|(w, b)| (tape.constant_from(w), tape.constant_from(b)))
             .collect();
         let y = mlp(x, &ps);
-        let e = tape.constant(probe.clone());
+        let e = tape.constant_from(&probe);
         let g = tape.vjp(&[y], &[e], &[x]).expect("vjp");
         checksum = g[0].with_value(|v| v.sum()).to_f64();
     });
@@ -123,40 +177,141 @@ fn bench_mlp<E: Element>(args: &Args) {
         .map(|w| 2 * args.batch * w[0] * w[1])
         .sum::<usize>()
         * 2;
-    let gflops = flops as f64 / t.median_s / 1e9;
-    if args.json {
-        println!(
-            "{{\"config\": \"mlp\", \"dtype\": \"{}\", \"threads\": 1, \"batch\": {}, \"median_step_s\": {:.6e}, \"min_step_s\": {:.6e}, \"gflops\": {:.2}}}",
-            E::NAME,
-            args.batch,
-            t.median_s,
-            t.min_s,
-            gflops
-        );
-    } else {
-        println!(
-            "mlp 2-64-64-64-2 fwd+input-vjp  {:>4}  batch {:>5}  median {:>8.3} ms  min {:>8.3} ms  {:>6.2} GFLOP/s  (checksum {checksum:.4})",
-            E::NAME,
-            args.batch,
-            t.median_s * 1e3,
-            t.min_s * 1e3,
-            gflops
-        );
+    Report {
+        config: "mlp",
+        dtype: E::NAME,
+        median_s,
+        min_s,
+        nfe: 1,
+        last_loss: checksum,
+        extra: format!("{:.1} GFLOP/s", flops as f64 / median_s / 1e9),
+    }
+}
+
+fn bench_ffjord<E: Element>(args: &Args, config: Config) -> Report {
+    let mut rng = Pcg64::seed_from_u64(0);
+    let mut params = Params::<E>::new();
+    let net = OdeNet::concat_squash(
+        &mut params,
+        "odefunc",
+        2,
+        &[64, 64, 64],
+        Act::Tanh,
+        &mut rng,
+    );
+    let tol = E::from_f64(1e-5);
+    let (opts, trace) = match config {
+        Config::FfjordRk4 => (
+            Options::fixed(Method::Rk4, args.steps),
+            Trace::hutchinson(Probe::Gaussian),
+        ),
+        Config::FfjordExactRk4 => (Options::fixed(Method::Rk4, args.steps), Trace::Exact),
+        Config::FfjordDopri5 => (
+            Options::dopri5(tol, tol),
+            Trace::hutchinson(Probe::Gaussian),
+        ),
+        _ => unreachable!("not an ffjord config"),
+    };
+    let cnf = Cnf::new(net)
+        .end_time(E::from_f64(0.5))
+        .trace(trace)
+        .train_opts(opts.adjoint(Adjoint::Backsolve))
+        .seed(1);
+    let mut opt = Adam::new(1e-3);
+    let tape = Tape::<E>::new();
+    let batches: Vec<Tensor<E>> = (0..args.iters + 2)
+        .map(|_| data::eight_gaussians(args.batch, &mut rng))
+        .collect();
+    let mut k = 0;
+    let mut nfe = 0;
+    let mut last_loss = 0.0;
+    let (median_s, min_s) = time(args.iters, || {
+        tape.clear();
+        let p = params.vars(&tape);
+        let x = tape.constant_from(&batches[k % batches.len()]);
+        k += 1;
+        let lp = cnf
+            .log_prob(&tape, &p, x, Mode::Train)
+            .expect("forward solve");
+        let loss = -lp.log_prob.mean();
+        let grads = tape.grad(loss, &p).expect("backward solve");
+        opt.step(&mut params, &grads);
+        nfe = lp
+            .stats
+            .iter()
+            .map(|s| s.forward().nfe + s.backward().nfe)
+            .sum();
+        last_loss = loss.item().to_f64();
+    });
+    Report {
+        config: config.name(),
+        dtype: E::NAME,
+        median_s,
+        min_s,
+        nfe,
+        last_loss,
+        extra: String::new(),
+    }
+}
+
+fn run<E: Element>(args: &Args, config: Config) -> Report {
+    match config {
+        Config::Mlp => bench_mlp::<E>(args),
+        _ => bench_ffjord::<E>(args, config),
     }
 }
 
 fn main() {
     let args = Args::parse();
+    assert_eq!(
+        args.threads, 1,
+        "bench: only --threads 1 is supported (the kernels are single-threaded)"
+    );
     let dtypes: &[Dtype] = match args.dtype {
         Dtype::Both => &[Dtype::F32, Dtype::F64],
         Dtype::F32 => &[Dtype::F32],
         Dtype::F64 => &[Dtype::F64],
     };
-    for &d in dtypes {
-        if matches!(args.config, Config::Mlp | Config::All) {
-            match d {
-                Dtype::F32 => bench_mlp::<f32>(&args),
-                _ => bench_mlp::<f64>(&args),
+    let configs: Vec<Config> = match args.config {
+        Config::All => vec![
+            Config::Mlp,
+            Config::FfjordRk4,
+            Config::FfjordExactRk4,
+            Config::FfjordDopri5,
+        ],
+        c => vec![c],
+    };
+    if !args.json {
+        println!(
+            "{:<18} {:>5} {:>6} {:>12} {:>12} {:>6} {:>10} {:>9}",
+            "config", "dtype", "batch", "median ms", "min ms", "nfe", "last loss", "peak MB"
+        );
+    }
+    for &c in &configs {
+        for &d in dtypes {
+            let r = match d {
+                Dtype::F32 => run::<f32>(&args, c),
+                _ => run::<f64>(&args, c),
+            };
+            let rss = peak_rss_mb();
+            if args.json {
+                println!(
+                    "{{\"config\": \"{}\", \"dtype\": \"{}\", \"threads\": {}, \"batch\": {}, \"steps\": {}, \"median_step_s\": {:.6e}, \"min_step_s\": {:.6e}, \"nfe\": {}, \"last_loss\": {:.6}, \"peak_rss_mb\": {:.1}}}",
+                    r.config, r.dtype, args.threads, args.batch, args.steps, r.median_s, r.min_s, r.nfe, r.last_loss, rss
+                );
+            } else {
+                println!(
+                    "{:<18} {:>5} {:>6} {:>12.3} {:>12.3} {:>6} {:>10.4} {:>9.1}  {}",
+                    r.config,
+                    r.dtype,
+                    args.batch,
+                    r.median_s * 1e3,
+                    r.min_s * 1e3,
+                    r.nfe,
+                    r.last_loss,
+                    rss,
+                    r.extra
+                );
             }
         }
     }

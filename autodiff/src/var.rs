@@ -9,7 +9,7 @@ use crate::{Element, Tape, Tensor};
 /// A handle to a value recorded on a [`Tape`]. Cheap to copy; valid until the tape is cleared.
 ///
 /// Binary operators broadcast a `1 × c` row, an `r × 1` column or a `1 × 1` scalar against the
-/// other operand (the broadcast is recorded as its own node, so gradients are summed back).
+/// other operand inside the kernel (nothing is materialised; gradients are summed back).
 #[derive(Clone, Copy)]
 pub struct Var<'t, E: Element> {
     pub(crate) tape: &'t Tape<E>,
@@ -69,23 +69,26 @@ impl<'t, E: Element> Var<'t, E> {
     }
 
     fn binary(self, other: Var<'t, E>, p: Prim<E>) -> Var<'t, E> {
-        let (a, b) = broadcast_pair(self, other, p.name());
-        self.tape.push_prim(p, &[a, b])
+        self.tape.push_prim(p, &[self, other])
     }
 
     // ---- elementwise arithmetic (the binary ones are the operators + − * /)
 
     /// `self + c`.
     pub fn add_scalar(self, c: E) -> Var<'t, E> {
-        self.prim(Prim::AddScalar(c))
+        self.affine(E::ONE, c)
     }
     /// `c − self`.
     pub fn rsub_scalar(self, c: E) -> Var<'t, E> {
-        self.prim(Prim::Neg).add_scalar(c)
+        self.affine(-E::ONE, c)
     }
     /// `c · self`.
     pub fn mul_scalar(self, c: E) -> Var<'t, E> {
-        self.prim(Prim::MulScalar(c))
+        self.affine(c, E::ZERO)
+    }
+    /// `m · self + c` in one pass.
+    pub fn affine(self, m: E, c: E) -> Var<'t, E> {
+        self.prim(Prim::Affine { mul: m, add: c })
     }
 
     // ---- elementwise functions
@@ -157,6 +160,15 @@ impl<'t, E: Element> Var<'t, E> {
     pub fn mm(self, other: Var<'t, E>, ta: bool, tb: bool) -> Var<'t, E> {
         self.tape.push_prim(Prim::MatMul { ta, tb }, &[self, other])
     }
+    /// `self Wᵀ + b` (PyTorch's `F.linear`): `self` is `n × in`, `w` is `out × in`, `b` a
+    /// `1 × out` row, in one fused node.
+    pub fn linear(self, w: Var<'t, E>, b: Var<'t, E>) -> Var<'t, E> {
+        self.tape.push_prim(Prim::Linear, &[self, w, b])
+    }
+    /// `k · self ⊙ b ⊙ c` (equal shapes) in one pass.
+    pub fn prod3(self, b: Var<'t, E>, c: Var<'t, E>, k: E) -> Var<'t, E> {
+        self.tape.push_prim(Prim::Prod3(k), &[self, b, c])
+    }
     /// Transpose.
     pub fn t(self) -> Var<'t, E> {
         self.prim(Prim::Transpose)
@@ -208,28 +220,6 @@ impl<'t, E: Element> Var<'t, E> {
     }
 }
 
-fn broadcast_pair<'t, E: Element>(
-    a: Var<'t, E>,
-    b: Var<'t, E>,
-    op: &str,
-) -> (Var<'t, E>, Var<'t, E>) {
-    let (sa, sb) = (a.shape(), b.shape());
-    if sa == sb {
-        return (a, b);
-    }
-    let dim = |x: usize, y: usize| {
-        if x == y || y == 1 {
-            x
-        } else if x == 1 {
-            y
-        } else {
-            panic!("{op}: shapes {sa:?} and {sb:?} do not broadcast (each axis must match or be 1)")
-        }
-    };
-    let (r, c) = (dim(sa.0, sb.0), dim(sa.1, sb.1));
-    (a.broadcast_to(r, c), b.broadcast_to(r, c))
-}
-
 // ---- operators
 
 impl<'t, E: Element> Add for Var<'t, E> {
@@ -259,7 +249,7 @@ impl<'t, E: Element> Div for Var<'t, E> {
 impl<'t, E: Element> Neg for Var<'t, E> {
     type Output = Var<'t, E>;
     fn neg(self) -> Self::Output {
-        self.prim(Prim::Neg)
+        self.affine(-E::ONE, E::ZERO)
     }
 }
 impl<'t, E: Element> Add<E> for Var<'t, E> {

@@ -106,6 +106,20 @@ proptest! {
     }
 
     #[test]
+    fn linear_and_prod3(
+        d in (1usize..5, 1usize..5, 1usize..5).prop_flat_map(|(n, i, o)| (mat(n, i, -2.0, 2.0), mat(o, i, -2.0, 2.0), mat(1, o, -2.0, 2.0), mat(n, o, -2.0, 2.0)))
+    ) {
+        check(
+            tape_fn(|_, v| {
+                let (x, w, b, c) = (v[0], v[1], v[2], v[3]);
+                let y = x.linear(w, b);
+                vec![y.tanh(), y.prod3(c, y.sin(), -1.5), c.prod3(c, c, 0.5)]
+            }),
+            &[d.0, d.1, d.2, d.3],
+        );
+    }
+
+    #[test]
     fn transpose_and_sums(x in shape().prop_flat_map(|(r, c)| mat(r, c, -2.0, 2.0))) {
         check(
             tape_fn(|_, v| {

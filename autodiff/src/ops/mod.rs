@@ -1,9 +1,11 @@
 //! The primitive operations: each one's forward, VJP and JVP.
 //!
 //! The set is small and closed. Every derivative rule is written with tape operations, so the
-//! rules themselves are recorded and can be differentiated again. Broadcasting is not implicit
-//! in the primitives: [`Var`]'s binary operators insert an explicit `BroadcastTo` node, whose
-//! VJP (`SumTo`) is the one place where gradients are un-broadcast.
+//! rules themselves are recorded and can be differentiated again. The binary ops broadcast a
+//! row, a column or a scalar inside their kernels; their VJPs sum cotangents back to each
+//! operand's shape through one helper (`arith::unbroadcast`). `tanh_grad(g, y) = g ⊙ (1 − y²)`
+//! is a fused primitive because tanh networks apply it in every backward pass (one memory pass
+//! instead of four); its own rules close over the set.
 
 mod arith;
 mod linalg;
@@ -26,11 +28,12 @@ pub(crate) enum Prim<E> {
     Sub,
     Mul,
     Div,
-    Neg,
-    AddScalar(E),
-    MulScalar(E),
+    Affine { mul: E, add: E },
+    TanhGrad,
     Map(Fun<E>),
     MatMul { ta: bool, tb: bool },
+    Linear,
+    Prod3(E),
     Transpose,
     SumTo(usize, usize),
     BroadcastTo(usize, usize),
@@ -47,11 +50,12 @@ impl<E: Element> Prim<E> {
             Prim::Sub => "sub",
             Prim::Mul => "mul",
             Prim::Div => "div",
-            Prim::Neg => "neg",
-            Prim::AddScalar(_) => "add_scalar",
-            Prim::MulScalar(_) => "mul_scalar",
+            Prim::Affine { .. } => "affine",
+            Prim::TanhGrad => "tanh_grad",
             Prim::Map(f) => f.name(),
             Prim::MatMul { .. } => "matmul",
+            Prim::Linear => "linear",
+            Prim::Prod3(_) => "prod3",
             Prim::Transpose => "transpose",
             Prim::SumTo(..) => "sum_to",
             Prim::BroadcastTo(..) => "broadcast_to",
@@ -66,8 +70,11 @@ impl<E: Element> Prim<E> {
     pub(crate) fn out_shape(&self, x: &[&Tensor<E>]) -> (usize, usize) {
         match self {
             Prim::Add | Prim::Sub | Prim::Mul | Prim::Div => arith::binary_shape(self.name(), x),
-            Prim::Neg | Prim::AddScalar(_) | Prim::MulScalar(_) | Prim::Map(_) => x[0].shape(),
+            Prim::Affine { .. } | Prim::Map(_) => x[0].shape(),
+            Prim::TanhGrad => unary::tanh_grad_shape(x),
             Prim::MatMul { ta, tb } => linalg::matmul_shape(x, *ta, *tb),
+            Prim::Linear => linalg::linear_shape(x),
+            Prim::Prod3(_) => arith::prod3_shape(x),
             Prim::Transpose => (x[0].cols(), x[0].rows()),
             Prim::SumTo(r, c) => shape::sum_to_shape(x[0], *r, *c),
             Prim::BroadcastTo(r, c) => shape::broadcast_to_shape(x[0], *r, *c),
@@ -84,9 +91,10 @@ impl<E: Element> Prim<E> {
             Prim::Sub => arith::zip(x, out, |a, b| a - b),
             Prim::Mul => arith::zip(x, out, |a, b| a * b),
             Prim::Div => arith::zip(x, out, |a, b| a / b),
-            Prim::Neg => arith::map(x[0], out, |a| -a),
-            Prim::AddScalar(c) => arith::map(x[0], out, |a| a + *c),
-            Prim::MulScalar(c) => arith::map(x[0], out, |a| a * *c),
+            Prim::Affine { mul, add } => arith::map(x[0], out, |a| *mul * a + *add),
+            Prim::TanhGrad => arith::zip(x, out, |g, y| g * (E::ONE - y * y)),
+            Prim::Linear => linalg::linear_forward(x, out),
+            Prim::Prod3(k) => arith::prod3(x, *k, out),
             Prim::Map(f) => f.forward(x[0].as_slice(), out.as_mut_slice()),
             Prim::MatMul { ta, tb } => {
                 crate::tensor::matmul_into(x[0], *ta, x[1], *tb, out, E::ZERO)
@@ -109,14 +117,13 @@ impl<E: Element> Prim<E> {
         needs: &[bool],
     ) -> Grads<'t, E> {
         match self {
-            Prim::Add
-            | Prim::Sub
-            | Prim::Mul
-            | Prim::Div
-            | Prim::Neg
-            | Prim::AddScalar(_)
-            | Prim::MulScalar(_) => arith::vjp(self, x, y, g, needs),
-            Prim::Map(f) => smallvec::smallvec![Some(g * f.derivative(x[0], y))],
+            Prim::Add | Prim::Sub | Prim::Mul | Prim::Div | Prim::Affine { .. } => {
+                arith::vjp(self, x, y, g, needs)
+            }
+            Prim::Map(f) => smallvec::smallvec![Some(f.pullback(x[0], y, g))],
+            Prim::TanhGrad => unary::tanh_grad_vjp(x, g, needs),
+            Prim::Linear => linalg::linear_vjp(x, g, needs),
+            Prim::Prod3(k) => arith::prod3_vjp(x, *k, g, needs),
             Prim::MatMul { ta, tb } => linalg::matmul_vjp(x, g, *ta, *tb, needs),
             Prim::Transpose => smallvec::smallvec![Some(g.t())],
             Prim::SumTo(..)
@@ -135,14 +142,13 @@ impl<E: Element> Prim<E> {
         t: &[Option<Var<'t, E>>],
     ) -> Option<Var<'t, E>> {
         match self {
-            Prim::Add
-            | Prim::Sub
-            | Prim::Mul
-            | Prim::Div
-            | Prim::Neg
-            | Prim::AddScalar(_)
-            | Prim::MulScalar(_) => arith::jvp(self, x, y, t),
-            Prim::Map(f) => t[0].map(|t| t * f.derivative(x[0], y)),
+            Prim::Add | Prim::Sub | Prim::Mul | Prim::Div | Prim::Affine { .. } => {
+                arith::jvp(self, x, y, t)
+            }
+            Prim::Map(f) => t[0].map(|t| f.pullback(x[0], y, t)),
+            Prim::TanhGrad => unary::tanh_grad_jvp(x, t),
+            Prim::Linear => linalg::linear_jvp(x, t),
+            Prim::Prod3(k) => arith::prod3_jvp(x, *k, t),
             Prim::MatMul { ta, tb } => linalg::matmul_jvp(x, t, *ta, *tb),
             Prim::Transpose => t[0].map(|t| t.t()),
             Prim::SumTo(..)
