@@ -6,9 +6,9 @@
 //! ```
 //!
 //! Every configuration follows the issue that defines the benchmark: d = 2, 8gaussians drawn as
-//! FFJORD does, batch 512, Adam lr 1e-3, seed 0. Time = one full training step (forward solve
-//! + backward + optimizer update), data drawing excluded; 2 warm-up steps, then the median (and
-//! minimum) over `--iters` steps.
+//! FFJORD does, batch 512, Adam lr 1e-3, seed 0. Time = one full training step (forward
+//! solve, backward, optimizer update), data drawing excluded; 2 warm-up steps, then the median
+//! (and minimum) over `--iters` steps.
 //!
 //! - `mlp`: the ODE net's building block alone — an MLP 2→64→64→64→2 (tanh) forward plus the
 //!   VJP with respect to its input (what one Hutchinson estimate costs); reports GFLOP/s.

@@ -63,8 +63,8 @@ struct Args {
     /// Toy dataset: 8gaussians, 2spirals, checkerboard, moons, pinwheel, swissroll, circles, rings.
     #[arg(long, default_value = "8gaussians")]
     data: String,
-    /// Training iterations.
-    #[arg(long, default_value_t = 1000)]
+    /// Training iterations (the default takes 1–2 minutes on 2 cores).
+    #[arg(long, default_value_t = 1500)]
     iters: usize,
     /// Batch size.
     #[arg(long, default_value_t = 512)]

@@ -73,7 +73,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let z0 = Tensor::from_f64s(1, 2, &[2.0, 0.0]);
     let obs = solve(
         &truth,
-        &[z0.clone()],
+        std::slice::from_ref(&z0),
         &[a],
         &times,
         &Options::dopri8(1e-10, 1e-10),

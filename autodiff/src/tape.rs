@@ -257,9 +257,15 @@ impl<E: Element> Tape<E> {
         let n = outs.len();
         let mut inner = self.inner.borrow_mut();
         let id = inner.nodes.len() as u32;
+        // Under `no_grad` the op keeps no inputs, so its outputs are constants.
+        let recorded = if self.no_grad.get() > 0 {
+            SmallVec::new()
+        } else {
+            inputs.iter().map(|x| x.id).collect()
+        };
         inner.nodes.push(Node {
             kind: Kind::Custom(op, n),
-            inputs: inputs.iter().map(|x| x.id).collect(),
+            inputs: recorded,
             value: Tensor::zeros(0, 0),
             requires_grad: rg,
         });
@@ -325,6 +331,16 @@ impl<E: Element> Tape<E> {
             (out, rg)
         };
         let id = nodes.len() as u32;
+        if self.no_grad.get() > 0 {
+            // Under `no_grad` a result is a constant: no derivative can flow through it.
+            nodes.push(Node {
+                kind: Kind::Leaf,
+                inputs: SmallVec::new(),
+                value,
+                requires_grad: false,
+            });
+            return Var { tape: self, id };
+        }
         nodes.push(Node {
             kind: Kind::Prim(prim),
             inputs: inputs.iter().map(|x| x.id).collect(),
@@ -511,23 +527,37 @@ impl<E: Element> Tape<E> {
                 accumulate(&mut cot[(o.id - start) as usize], *c);
             }
         }
+        // Only nodes downstream of `xs` can pass a cotangent on to them. Marking them
+        // structurally (rather than by `requires_grad`) lets a VJP be taken with respect to a
+        // constant or an intermediate value, and skips subgraphs that do not depend on `xs`.
+        let mut active = vec![false; (end - start + 1) as usize];
+        for x in xs {
+            active[(x.id - start) as usize] = true;
+        }
+        {
+            let inner = self.inner.borrow();
+            for id in start..=end {
+                let slot = (id - start) as usize;
+                if !active[slot] {
+                    active[slot] = inner.nodes[id as usize]
+                        .inputs
+                        .iter()
+                        .any(|&j| j >= start && active[(j - start) as usize]);
+                }
+            }
+        }
         let mut multi: HashMap<u32, Vec<Option<Var<'t, E>>>> = HashMap::new();
         for id in (start..=end).rev() {
             let slot = (id - start) as usize;
-            let has_cot = cot[slot].is_some();
-            if !has_cot && !multi.contains_key(&id) {
+            if !active[slot] || (cot[slot].is_none() && !multi.contains_key(&id)) {
                 continue;
             }
-            let (kind, inputs, rg) =
-                self.with_node(id, |n| (n.kind.clone(), n.inputs.clone(), n.requires_grad));
-            if !rg {
-                continue;
-            }
+            let (kind, inputs) = self.with_node(id, |n| (n.kind.clone(), n.inputs.clone()));
             let xs_in: SmallVec<[Var<'t, E>; 4]> =
                 inputs.iter().map(|&j| Var { tape: self, id: j }).collect();
             let needs: SmallVec<[bool; 4]> = inputs
                 .iter()
-                .map(|&j| j >= start && self.with_node(j, |n| n.requires_grad))
+                .map(|&j| j >= start && active[(j - start) as usize])
                 .collect();
             match kind {
                 Kind::Leaf => {}
@@ -610,8 +640,13 @@ impl<E: Element> Tape<E> {
                 needed[(o.id - start) as usize] = true;
             }
         }
+        // A seeded node's tangent is given, so nothing upstream of it is needed through it.
+        let mut seeded_ids = vec![false; n];
+        for x in xs {
+            seeded_ids[(x.id - start) as usize] = true;
+        }
         for id in (start..=end).rev() {
-            if needed[(id - start) as usize] {
+            if needed[(id - start) as usize] && !seeded_ids[(id - start) as usize] {
                 self.with_node(id, |node| {
                     for &j in &node.inputs {
                         if j >= start {

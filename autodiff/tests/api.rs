@@ -77,16 +77,23 @@ proptest! {
 }
 
 #[test]
-fn gradient_of_unused_input_is_zero_and_constants_get_none() {
+fn gradient_of_unused_input_is_zero_and_any_named_input_is_differentiated() {
     let tape = Tape::<f64>::new();
     let x = tape.var(Tensor::ones(2, 2));
     let unused = tape.var(Tensor::ones(1, 3));
-    let c = tape.constant(Tensor::ones(2, 2));
+    let c = tape.constant(Tensor::full(2, 2, 3.0));
     let y = (x * c).sum();
     let g = tape.grad(y, &[x, unused, c]).unwrap();
-    assert_eq!(g[0], Tensor::ones(2, 2));
+    assert_eq!(g[0], Tensor::full(2, 2, 3.0));
     assert_eq!(g[1], Tensor::zeros(1, 3));
-    assert_eq!(g[2], Tensor::zeros(2, 2));
+    // A constant named as an input is differentiated (as in JAX): a dynamics that takes the
+    // divergence with respect to a state that happens to be data must see the true Jacobian.
+    assert_eq!(g[2], Tensor::ones(2, 2));
+    // So is an intermediate value, treated as an independent input.
+    let h = c.sin();
+    let y2 = (h * h).sum();
+    let gh = tape.grad(y2, &[h]).unwrap();
+    assert_eq!(gh[0], h.value().map(|v| 2.0 * v));
 }
 
 #[test]

@@ -61,8 +61,10 @@ pub mod cnf;
 pub mod data;
 pub mod nn;
 pub mod optim;
+pub mod otflow;
 pub mod params;
 pub mod plot;
+pub mod regularizers;
 pub mod trace;
 
 pub use params::Params;

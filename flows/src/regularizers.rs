@@ -1,0 +1,190 @@
+//! Regularized dynamics for continuous normalizing flows: integrated penalties carried as extra
+//! state channels of the CNF's augmented ODE, and STEER's random end time.
+//!
+//! # Integrated regularizers
+//!
+//! Each term is `R = ∫₀ᵀ r(z(t), t) dt` per sample, integrated by the same solve as the state
+//! and the log-density: the augmented state of one block is `[z, ℓ, R₁, …, R_K]` with
+//! `dR_k/dt = r_k`, `R_k(0) = 0` (each `n × 1`), and the `R_k` channels are left out of the
+//! step-size control like `ℓ` (nothing feeds back from them). Because they are outputs of the
+//! one `odeint` node, the gradient of `Σ λ_k mean(R_k)` reaches the parameters (and a learnable
+//! end time) through the adjoint like the log-likelihood does.
+//!
+//! | [`Reg`] | rate `r(z, t)` | source |
+//! |---|---|---|
+//! | [`Reg::Kinetic`] (alias [`Reg::L2`]) | `‖f‖²` | Finlay et al. 2020 (RNODE); FFJORD's L2 |
+//! | [`Reg::JacobianFrobenius`] | `‖εᵀ ∂f/∂z‖²` (Hutchinson), `‖∂f/∂z‖²_F` (exact trace) | Finlay et al. 2020 |
+//! | [`Reg::L1`] | `‖f‖₁` | Grathwohl et al. 2019 (FFJORD) |
+//! | [`Reg::DirectionalDerivative`] | `‖(∂f/∂z) f + ∂f/∂t‖²` | Grathwohl et al. 2019 (FFJORD) |
+//!
+//! The Jacobian-Frobenius term reuses the trace estimator's work: with Hutchinson's estimator the
+//! products `εᵀ∂f/∂z` that [`divergence`] returns are squared and summed (averaged over the
+//! probes; `E‖εᵀJ‖² = ‖J‖²_F` for `Cov(ε) = I`), so the probe of the trace and of this term are
+//! the same (as in RNODE). With the exact trace, the `d` vector-Jacobian products `e_jᵀ∂f/∂z`
+//! computed for the trace are the rows of the Jacobian, so the exact Frobenius norm comes at no
+//! extra cost and without estimator noise; that is the choice made here.
+//!
+//! The directional derivative is the acceleration of a trajectory, `d f(z(t), t)/dt`, computed
+//! as one forward-mode product of `f` along `(ż, ṫ) = (f, 1)` with [`Tape::jvp`] inside the
+//! dynamics (recorded on the tape, so the adjoint can differentiate it). FFJORD's reference code
+//! uses the vector-Jacobian product `fᵀ∂f/∂z` under that name instead; the two agree when the
+//! Jacobian is symmetric and the field is autonomous.
+//!
+//! # STEER
+//!
+//! Ghosh et al. 2020 (STEER): during training the end time of the solve is drawn at every call
+//! as `T̃ ~ U(T − b, T + b)`, `0 ≤ b < T`; evaluation and sampling use `T`. With a learnable `T`
+//! the drawn time is `T + u`, `u ~ U(−b, b)`, so the gradient still reaches `T`. If a learnable
+//! `T` drifts to `T ≤ b`, the call fails with [`SteerError`] rather than integrating to a
+//! non-positive time.
+//!
+//! [`Tape::jvp`]: autodiff::Tape::jvp
+
+use std::fmt;
+
+use autodiff::{Element, Tensor, Var};
+
+use crate::trace::divergence;
+
+/// An integrated regularizer of a CNF's dynamics (see the [module docs](self)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reg {
+    /// Kinetic energy `∫ ‖f‖² dt` (Finlay et al. 2020); FFJORD's L2 penalty is the same.
+    Kinetic,
+    /// Jacobian Frobenius norm `∫ ‖εᵀ ∂f/∂z‖² dt` with the Hutchinson probe of the trace, or
+    /// `∫ ‖∂f/∂z‖²_F dt` exactly when the trace is exact (Finlay et al. 2020).
+    JacobianFrobenius,
+    /// `∫ ‖f‖₁ dt` (Grathwohl et al. 2019).
+    L1,
+    /// `∫ ‖(∂f/∂z) f + ∂f/∂t‖² dt`, the squared acceleration along the trajectory (Grathwohl
+    /// et al. 2019).
+    DirectionalDerivative,
+}
+
+impl Reg {
+    /// FFJORD's L2 penalty `∫ ‖f‖² dt`: the kinetic energy.
+    pub const L2: Reg = Reg::Kinetic;
+
+    /// All terms, in the order of the table in the module docs.
+    pub const ALL: [Reg; 4] = [
+        Reg::Kinetic,
+        Reg::JacobianFrobenius,
+        Reg::L1,
+        Reg::DirectionalDerivative,
+    ];
+
+    /// A short name ("kinetic", "jacobian_frobenius", "l1", "directional").
+    pub fn name(self) -> &'static str {
+        match self {
+            Reg::Kinetic => "kinetic",
+            Reg::JacobianFrobenius => "jacobian_frobenius",
+            Reg::L1 => "l1",
+            Reg::DirectionalDerivative => "directional",
+        }
+    }
+}
+
+impl fmt::Display for Reg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A learnable end time `T` no larger than STEER's half-width `b`: the interval
+/// `[T − b, T + b]` would reach non-positive times.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SteerError {
+    /// The current end time `T`.
+    pub end_time: f64,
+    /// STEER's half-width `b`.
+    pub half_width: f64,
+}
+
+impl fmt::Display for SteerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "STEER needs b < T, but the end time is T = {} and the half-width b = {}: the \
+             learnable end time drifted below b (use a smaller b or a larger initial T)",
+            self.end_time, self.half_width
+        )
+    }
+}
+
+impl std::error::Error for SteerError {}
+
+/// Evaluates a field `f = field(t, z)` at `t` (`1 × 1`) and `z` (`n × d`) and returns `f`,
+/// its divergence `tr(∂f/∂z)` per row (as [`divergence`]: exact when `probes` is empty,
+/// Hutchinson's estimate otherwise) and the rate `r_k(z, t)` of each regularizer in `regs`
+/// (each `n × 1`, in the order of `regs`): the right-hand side of the augmented CNF state
+/// `[z, ℓ, R₁, …]`.
+///
+/// Everything is recorded on the tape, so the rates can be differentiated again (the adjoint
+/// of the augmented dynamics needs their products with `∂/∂z` and `∂/∂θ`). The field is
+/// evaluated here rather than passed in because the directional derivative is a forward-mode
+/// product of the field with respect to `(z, t)`.
+pub fn rates<'t, E: Element>(
+    regs: &[Reg],
+    t: Var<'t, E>,
+    z: Var<'t, E>,
+    probes: &[Tensor<E>],
+    field: impl FnOnce(Var<'t, E>, Var<'t, E>) -> Var<'t, E>,
+) -> (Var<'t, E>, Var<'t, E>, Vec<Var<'t, E>>) {
+    let f = field(t, z);
+    let tape = f.tape();
+    let (n, d) = f.shape();
+    let wants_frobenius = regs.contains(&Reg::JacobianFrobenius);
+    let (div, frobenius) = if probes.is_empty() && wants_frobenius {
+        // Exact: the d products e_jᵀ ∂f/∂z are the rows of the Jacobian.
+        let mut div: Option<Var<'t, E>> = None;
+        let mut frob: Option<Var<'t, E>> = None;
+        for j in 0..d {
+            let e = tape.constant(Tensor::from_fn(
+                n,
+                d,
+                |_, c| if c == j { E::ONE } else { E::ZERO },
+            ));
+            let row = tape
+                .vjp(&[f], &[e], &[z])
+                .expect("vjp of primitives cannot fail")[0];
+            let djj = row.slice_cols(j, j + 1);
+            let sq = row.square().sum_axis(1);
+            div = Some(div.map_or(djj, |a| a + djj));
+            frob = Some(frob.map_or(sq, |a| a + sq));
+        }
+        (
+            div.unwrap_or_else(|| tape.zeros(n, 1)),
+            Some(frob.unwrap_or_else(|| tape.zeros(n, 1))),
+        )
+    } else {
+        let (div, vjps) = divergence(f, z, probes);
+        let frob = if wants_frobenius {
+            let k = E::ONE / E::from_usize(vjps.len());
+            let sum = vjps
+                .iter()
+                .map(|v| v.square().sum_axis(1))
+                .reduce(|a, b| a + b)
+                .expect("at least one probe");
+            Some(sum.mul_scalar(k))
+        } else {
+            None
+        };
+        (div, frob)
+    };
+    let out = regs
+        .iter()
+        .map(|reg| match reg {
+            Reg::Kinetic => f.square().sum_axis(1),
+            Reg::L1 => f.abs().sum_axis(1),
+            Reg::JacobianFrobenius => frobenius.expect("computed when requested"),
+            Reg::DirectionalDerivative => {
+                let one = tape.scalar(E::ONE);
+                let acc = tape
+                    .jvp(&[f], &[z, t], &[f, one])
+                    .expect("jvp of primitives cannot fail")[0];
+                acc.square().sum_axis(1)
+            }
+        })
+        .collect();
+    (f, div, out)
+}
