@@ -16,6 +16,10 @@
 //!   Hutchinson (Gaussian, one probe), Backsolve adjoint, loss = mean NLL.
 //! - `ffjord_exact_rk4`: the same with the exact trace.
 //! - `ffjord_dopri5`: Dopri5 at rtol = atol = 1e-5, forward and adjoint.
+//! - `rnode_rk4`: `ffjord_rk4` plus kinetic-energy and Jacobian-Frobenius channels, λ = 0.01
+//!   each (Finlay et al. 2020).
+//! - `otflow_rk4`: OT-Flow's potential (m = 32, M = 2, r = min(10, d + 1)), RK4 with `--steps`
+//!   steps on [0, 1], α = (1, 1, 5), direct backpropagation through the steps.
 
 use std::time::Instant;
 
@@ -24,6 +28,8 @@ use clap::{Parser, ValueEnum};
 use flows::cnf::{Cnf, Mode};
 use flows::nn::{Act, OdeNet};
 use flows::optim::{Adam, Optimizer};
+use flows::otflow::{OtFlow, OtMode, OtPotential};
+use flows::regularizers::Reg;
 use flows::trace::{Probe, Trace};
 use flows::{data, Params};
 use ode::{Adjoint, Method, Options};
@@ -39,6 +45,10 @@ enum Config {
     FfjordExactRk4,
     #[value(name = "ffjord_dopri5")]
     FfjordDopri5,
+    #[value(name = "rnode_rk4")]
+    RnodeRk4,
+    #[value(name = "otflow_rk4")]
+    OtflowRk4,
     All,
 }
 
@@ -49,6 +59,8 @@ impl Config {
             Config::FfjordRk4 => "ffjord_rk4",
             Config::FfjordExactRk4 => "ffjord_exact_rk4",
             Config::FfjordDopri5 => "ffjord_dopri5",
+            Config::RnodeRk4 => "rnode_rk4",
+            Config::OtflowRk4 => "otflow_rk4",
             Config::All => "all",
         }
     }
@@ -201,7 +213,7 @@ fn bench_ffjord<E: Element>(args: &Args, config: Config) -> Report {
     );
     let tol = E::from_f64(1e-5);
     let (opts, trace) = match config {
-        Config::FfjordRk4 => (
+        Config::FfjordRk4 | Config::RnodeRk4 => (
             Options::fixed(Method::Rk4, args.steps),
             Trace::hutchinson(Probe::Gaussian),
         ),
@@ -212,11 +224,17 @@ fn bench_ffjord<E: Element>(args: &Args, config: Config) -> Report {
         ),
         _ => unreachable!("not an ffjord config"),
     };
-    let cnf = Cnf::new(net)
+    let mut cnf = Cnf::new(net)
         .end_time(E::from_f64(0.5))
         .trace(trace)
         .train_opts(opts.adjoint(Adjoint::Backsolve))
         .seed(1);
+    if config == Config::RnodeRk4 {
+        let lambda = E::from_f64(0.01);
+        cnf = cnf
+            .regularize(Reg::Kinetic, lambda)
+            .regularize(Reg::JacobianFrobenius, lambda);
+    }
     let mut opt = Adam::new(1e-3);
     let tape = Tape::<E>::new();
     let batches: Vec<Tensor<E>> = (0..args.iters + 2)
@@ -233,7 +251,7 @@ fn bench_ffjord<E: Element>(args: &Args, config: Config) -> Report {
         let lp = cnf
             .log_prob(&tape, &p, x, Mode::Train)
             .expect("forward solve");
-        let loss = -lp.log_prob.mean();
+        let loss = lp.loss();
         let grads = tape.grad(loss, &p).expect("backward solve");
         opt.step(&mut params, &grads);
         nfe = lp
@@ -254,9 +272,50 @@ fn bench_ffjord<E: Element>(args: &Args, config: Config) -> Report {
     }
 }
 
+fn bench_otflow<E: Element>(args: &Args) -> Report {
+    let mut rng = Pcg64::seed_from_u64(0);
+    let mut params = Params::<E>::new();
+    let pot = OtPotential::new(&mut params, "otflow", 2, 32, 2, &mut rng);
+    let flow = OtFlow::new(pot)
+        .alpha([1.0, 1.0, 5.0])
+        .end_time(E::ONE)
+        .train_opts(Options::fixed(Method::Rk4, args.steps).adjoint(Adjoint::Direct));
+    let mut opt = Adam::new(1e-3);
+    let tape = Tape::<E>::new();
+    let batches: Vec<Tensor<E>> = (0..args.iters + 2)
+        .map(|_| data::eight_gaussians(args.batch, &mut rng))
+        .collect();
+    let mut k = 0;
+    let mut nfe = 0;
+    let mut last_loss = 0.0;
+    let (median_s, min_s) = time(args.iters, || {
+        tape.clear();
+        let p = params.vars(&tape);
+        let x = tape.constant_from(&batches[k % batches.len()]);
+        k += 1;
+        let out = flow
+            .loss(&tape, &p, x, OtMode::Train)
+            .expect("forward solve");
+        let grads = tape.grad(out.loss, &p).expect("backward");
+        opt.step(&mut params, &grads);
+        nfe = out.stats.forward().nfe + out.stats.backward().nfe;
+        last_loss = out.loss.item().to_f64();
+    });
+    Report {
+        config: "otflow_rk4",
+        dtype: E::NAME,
+        median_s,
+        min_s,
+        nfe,
+        last_loss,
+        extra: String::new(),
+    }
+}
+
 fn run<E: Element>(args: &Args, config: Config) -> Report {
     match config {
         Config::Mlp => bench_mlp::<E>(args),
+        Config::OtflowRk4 => bench_otflow::<E>(args),
         _ => bench_ffjord::<E>(args, config),
     }
 }
@@ -277,7 +336,9 @@ fn main() {
             Config::Mlp,
             Config::FfjordRk4,
             Config::FfjordExactRk4,
+            Config::RnodeRk4,
             Config::FfjordDopri5,
+            Config::OtflowRk4,
         ],
         c => vec![c],
     };
