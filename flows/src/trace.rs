@@ -8,7 +8,7 @@
 use autodiff::{Element, Tensor, Var};
 use rand::Rng;
 
-/// The distribution of Hutchinson's probe vectors ε (E[ε] = 0, Cov(ε) = I).
+/// The distribution of Hutchinson's probe vectors ε (E(ε) = 0, Cov(ε) = I).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Probe {
     /// ε ~ N(0, I).

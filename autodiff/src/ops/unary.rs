@@ -23,7 +23,7 @@ pub enum Fun<E> {
     Sqrt,
     /// |x|; φ' = sign(x) (a constant: its own derivative is zero almost everywhere).
     Abs,
-    /// max(x, 0); φ' = [x > 0] (a constant).
+    /// max(x, 0); φ' = 1 where x > 0, else 0 (a constant).
     Relu,
     /// sin x; φ' = cos x.
     Sin,
