@@ -108,17 +108,6 @@ pub trait Potential<E: Element> {
     }
 }
 
-/// `v` itself if gradients can flow to it, otherwise a fresh variable holding its value (a
-/// constant has no upstream graph, so nothing is lost, and derivatives with respect to it are
-/// then not the symbolic zero).
-fn differentiable<'t, E: Element>(v: Var<'t, E>) -> Var<'t, E> {
-    if v.requires_grad() {
-        v
-    } else {
-        v.tape().var(v.value())
-    }
-}
-
 fn check_xt<E: Element>(op: &str, x: Var<'_, E>, t: Var<'_, E>) -> (usize, usize) {
     let (n, d) = x.shape();
     assert_eq!(
@@ -137,7 +126,6 @@ fn grad_impl<'t, E: Element, P: Potential<E> + ?Sized>(
     t: Var<'t, E>,
 ) -> (Var<'t, E>, PotentialGrad<'t, E>) {
     let (n, _) = check_xt("autodiff_gradient", x, t);
-    let (x, t) = (differentiable(x), differentiable(t));
     let tape = x.tape();
     let phi = pot.phi(p, x, t);
     assert_eq!(
@@ -518,7 +506,6 @@ impl<E: Element> Dynamics<E> for OtDynamics<E> {
                 (g, -lap)
             }
             OtTrace::DivergenceVjp | OtTrace::Hutchinson(_) => {
-                let x = differentiable(x);
                 let g = pot.gradient(p, x, tc);
                 let v = -g.grad_x;
                 let div = if self.probes.is_empty() {

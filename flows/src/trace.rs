@@ -129,7 +129,7 @@ pub fn hutchinson_divergence<'t, E: Element>(
             eps.shape(),
             (n, d)
         );
-        let e = tape.constant(eps.clone());
+        let e = tape.constant_from(eps);
         let ej = tape
             .vjp(&[f], &[e], &[z])
             .expect("vjp of primitives cannot fail")[0];
