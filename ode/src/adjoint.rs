@@ -150,14 +150,35 @@ pub(crate) fn forward_with_checkpoints<E: Element>(
         }
         cps.push((grid[k], state.clone()));
     }
+    // Keep only the number of steps per segment (the backward pass decides by it whether to
+    // split a segment again), not the step times themselves.
+    let mut seg_steps = vec![0usize; grid.len() - 1];
+    let mut seg = 0;
+    for s in &sol.steps {
+        while seg + 1 < seg_steps.len() && past(*s, grid[seg + 1], grid[0], grid[grid.len() - 1]) {
+            seg += 1;
+        }
+        seg_steps[seg] += 1;
+    }
     Ok(CheckpointedForward {
         outs,
         saved: Saved {
             checkpoints: cps,
-            steps: sol.steps,
+            seg_steps,
         },
         stats: sol.stats,
     })
+}
+
+/// Whether step end `s` lies beyond the segment end `b` in the direction from `t0` to `t1`
+/// (a step ending exactly at `b` belongs to the segment that ends there).
+fn past<E: Element>(s: E, b: E, t0: E, t1: E) -> bool {
+    let dir = if t1.to_f64() >= t0.to_f64() {
+        1.0
+    } else {
+        -1.0
+    };
+    (s.to_f64() - b.to_f64()) * dir > 0.0
 }
 
 /// A cubic Hermite interpolant through states and derivatives at increasing or decreasing
@@ -305,61 +326,27 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
     let per = (saved.checkpoints.len() - 1) / (n - 1).max(1);
     let mut bstats = Stats::default();
     let mut seg = saved.checkpoints.len() - 1;
+    let run = Backward {
+        op,
+        theta: &theta,
+        adj_opts: &adj_opts,
+        need_theta,
+        split: per.max(2),
+    };
     for k in (1..n).rev() {
         for _ in 0..per {
             let (ta, za) = &saved.checkpoints[seg - 1];
             let (tb, _) = &saved.checkpoints[seg];
-            let (ta64, tb64) = (ta.to_f64(), tb.to_f64());
-            let (lo, hi) = (ta64.min(tb64), ta64.max(tb64));
-            // Re-solve the segment forward from its checkpoint, saving at the forward steps.
-            let mut grid = vec![*ta];
-            grid.extend(saved.steps.iter().copied().filter(|s| {
-                let s = s.to_f64();
-                s > lo && s < hi
-            }));
-            grid.push(*tb);
-            let fwd_opts = if is_fixed(&op.opts) {
-                op.opts.clone().stepping(Stepping::Steps(1))
-            } else {
-                op.opts.clone()
-            };
-            let sol = solve(&*op.f, za, &theta, &grid, &fwd_opts).map_err(wrap)?;
-            bstats += sol.stats;
-            let fs: Vec<Vec<Tensor<E>>> = grid
-                .iter()
-                .zip(&sol.states)
-                .map(|(t, z)| eval_f(&*op.f, *t, z, &theta))
-                .collect();
-            bstats.nfe += grid.len();
-            let interp = Hermite {
-                ts: grid.iter().map(|t| t.to_f64()).collect(),
-                zs: sol.states,
-                fs,
-            };
-            let adj: InterpolatedAdjoint<E> = InterpolatedAdjoint {
-                f: op.f.clone(),
-                z: interp,
-                n_state: c,
-                with_params: need_theta,
-            };
-            let mut init = a.clone();
-            init.extend(a_theta.iter().cloned());
-            let rev: Vec<E> = grid.iter().rev().copied().collect();
-            let adj_run = if is_fixed(&op.opts) {
-                adj_opts.clone().stepping(Stepping::Steps(1))
-            } else {
-                adj_opts.clone()
-            };
-            let times = if is_fixed(&op.opts) {
-                rev
-            } else {
-                vec![*tb, *ta]
-            };
-            let asol = solve(&adj, &init, &theta, &times, &adj_run).map_err(wrap)?;
-            bstats += asol.stats;
-            let end = asol.states.last().expect("solution has states");
-            a = end[..c].to_vec();
-            a_theta = end[c..].to_vec();
+            run.segment(
+                *ta,
+                za,
+                *tb,
+                saved.seg_steps[seg - 1],
+                &mut a,
+                &mut a_theta,
+                &mut bstats,
+            )
+            .map_err(wrap)?;
             seg -= 1;
         }
         if k > 1 {
@@ -405,5 +392,156 @@ fn divide_steps<E: Element>(o: Options<E>, k: usize) -> Options<E> {
     match o.stepping {
         Stepping::Steps(n) => o.stepping(Stepping::Steps(n.div_ceil(k).max(1))),
         _ => o,
+    }
+}
+
+/// Segments of at most this many steps are interpolated directly; longer ones are split.
+const LEAF_STEPS: usize = 16;
+
+/// The backward pass of the `Checkpointed` strategy over one segment at a time.
+struct Backward<'a, E: Element> {
+    op: &'a OdeintOp<E>,
+    theta: &'a [Tensor<E>],
+    adj_opts: &'a Options<E>,
+    need_theta: bool,
+    /// Sub-segments per split.
+    split: usize,
+}
+
+impl<E: Element> Backward<'_, E> {
+    /// Pulls `[a, a_θ]` back from `tb` to `ta`, where the forward state at `ta` is `za` and the
+    /// forward solve took `steps` steps in between.
+    #[allow(clippy::too_many_arguments)]
+    fn segment(
+        &self,
+        ta: E,
+        za: &[Tensor<E>],
+        tb: E,
+        steps: usize,
+        a: &mut Vec<Tensor<E>>,
+        a_theta: &mut Vec<Tensor<E>>,
+        stats: &mut Stats,
+    ) -> Result<(), OdeError> {
+        let fixed = is_fixed(&self.op.opts);
+        if steps <= LEAF_STEPS {
+            return self.leaf(ta, za, tb, steps.max(1), a, a_theta, stats);
+        }
+        // Split: re-solve forward keeping only the sub-checkpoints, then recurse backwards.
+        let k = self.split.min(steps);
+        let counts: Vec<usize> = (0..k)
+            .map(|j| (j + 1) * steps / k - j * steps / k)
+            .collect();
+        let (ta64, tb64) = (ta.to_f64(), tb.to_f64());
+        let mut bounds = vec![ta];
+        let mut done = 0;
+        for &c in &counts {
+            done += c;
+            bounds.push(if done == steps {
+                tb
+            } else {
+                E::from_f64(ta64 + (tb64 - ta64) * done as f64 / steps as f64)
+            });
+        }
+        let mut subs: Vec<Vec<Tensor<E>>> = vec![za.to_vec()];
+        if fixed {
+            // Equal steps inside the segment, as the forward pass took them.
+            for (j, &c) in counts.iter().enumerate() {
+                let o = self.op.opts.clone().stepping(Stepping::Steps(c));
+                let sol = solve(
+                    &*self.op.f,
+                    &subs[j],
+                    self.theta,
+                    &[bounds[j], bounds[j + 1]],
+                    &o,
+                )?;
+                *stats += sol.stats;
+                subs.push(sol.states.into_iter().next_back().expect("end state"));
+            }
+        } else {
+            let sol = solve(&*self.op.f, za, self.theta, &bounds, &self.op.opts)?;
+            *stats += sol.stats;
+            subs = sol.states;
+        }
+        for j in (0..k).rev() {
+            self.segment(
+                bounds[j],
+                &subs[j],
+                bounds[j + 1],
+                counts[j],
+                a,
+                a_theta,
+                stats,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A short segment: re-solve it forward saving every step, interpolate, and integrate
+    /// the adjoint backwards against the interpolant.
+    #[allow(clippy::too_many_arguments)]
+    fn leaf(
+        &self,
+        ta: E,
+        za: &[Tensor<E>],
+        tb: E,
+        steps: usize,
+        a: &mut Vec<Tensor<E>>,
+        a_theta: &mut Vec<Tensor<E>>,
+        stats: &mut Stats,
+    ) -> Result<(), OdeError> {
+        let op = self.op;
+        let fixed = is_fixed(&op.opts);
+        let fwd = if fixed {
+            op.opts.clone().stepping(Stepping::Steps(steps))
+        } else {
+            op.opts.clone()
+        };
+        let sol = solve(
+            &*op.f,
+            za,
+            self.theta,
+            &[ta, tb],
+            &fwd.record_step_states(true),
+        )?;
+        *stats += sol.stats;
+        let mut grid = vec![ta];
+        grid.extend(sol.steps.iter().copied());
+        let mut zs = vec![za.to_vec()];
+        zs.extend(sol.step_states);
+        let fs: Vec<Vec<Tensor<E>>> = grid
+            .iter()
+            .zip(&zs)
+            .map(|(t, z)| eval_f(&*op.f, *t, z, self.theta))
+            .collect();
+        stats.nfe += grid.len();
+        let interp = Hermite {
+            ts: grid.iter().map(|t| t.to_f64()).collect(),
+            zs,
+            fs,
+        };
+        let adj: InterpolatedAdjoint<E> = InterpolatedAdjoint {
+            f: op.f.clone(),
+            z: interp,
+            n_state: op.n_state,
+            with_params: self.need_theta,
+        };
+        let mut init = a.clone();
+        init.extend(a_theta.iter().cloned());
+        // With fixed steps the adjoint takes the same steps backwards.
+        let (times, run) = if fixed {
+            (
+                grid.iter().rev().copied().collect::<Vec<E>>(),
+                self.adj_opts.clone().stepping(Stepping::Steps(1)),
+            )
+        } else {
+            (vec![tb, ta], self.adj_opts.clone())
+        };
+        let asol = solve(&adj, &init, self.theta, &times, &run)?;
+        *stats += asol.stats;
+        let end = asol.states.last().expect("solution has states");
+        let c = op.n_state;
+        *a = end[..c].to_vec();
+        *a_theta = end[c..].to_vec();
+        Ok(())
     }
 }

@@ -23,12 +23,14 @@ pub enum Adjoint {
     #[default]
     Backsolve,
     /// Checkpoints stored on the forward pass (`checkpoints` per save interval, evenly spaced in
-    /// time, plus the accepted step times). The backward pass re-solves each segment forward
-    /// from its checkpoint and integrates `[a, ∂L/∂θ]` backwards against a cubic Hermite
-    /// interpolant of that re-solve, so `z` is never reconstructed backwards: stable for
-    /// dynamics that are not reversible in practice. Stored memory is the checkpoints;
-    /// transient memory is one segment's trajectory. Gives first derivatives only (a request
-    /// for a differentiable VJP is an error; use `Backsolve` or `Direct` for higher order).
+    /// time). The backward pass re-solves each segment forward from its checkpoint and
+    /// integrates `[a, ∂L/∂θ]` backwards against a cubic Hermite interpolant of that re-solve,
+    /// so `z` is never reconstructed backwards: stable for dynamics that are not reversible in
+    /// practice. A segment of more than a few steps is first split the same way, recursively
+    /// (Griewank 1992's recursive checkpointing), so memory holds `checkpoints` states per
+    /// level and a short trajectory, not the whole solve. Gives first derivatives only (a
+    /// request for a differentiable VJP is an error; use `Backsolve` or `Direct` for higher
+    /// order).
     /// With `Stepping::Steps(n)`, each checkpoint segment takes `⌈n / checkpoints⌉` steps.
     Checkpointed {
         /// Checkpoints per save interval (at least 1).
@@ -226,8 +228,8 @@ pub fn odeint<'t, E: Element>(
 pub(crate) struct Saved<E> {
     /// `(time, state)` checkpoints in forward order, save times included.
     pub(crate) checkpoints: Vec<(E, Vec<Tensor<E>>)>,
-    /// Accepted step end-times of the forward solve.
-    pub(crate) steps: Vec<E>,
+    /// Accepted steps of the forward solve in each checkpoint segment.
+    pub(crate) seg_steps: Vec<usize>,
 }
 
 pub(crate) struct OdeintOp<E: Element> {

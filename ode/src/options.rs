@@ -164,6 +164,9 @@ pub struct Options<E> {
     pub error_channels: Option<Vec<bool>>,
     /// Record the end time of every accepted step in [`Solution::steps`](crate::Solution::steps).
     pub record_steps: bool,
+    /// Also record the state at the end of every accepted step in
+    /// [`Solution::step_states`](crate::Solution::step_states) (implies `record_steps`).
+    pub record_step_states: bool,
     /// How [`odeint`](crate::odeint)'s VJP is computed (plain [`solve`](crate::solve) ignores it).
     pub adjoint: Adjoint,
     /// Leave the parameter-gradient channels of the adjoint out of its error control
@@ -189,6 +192,7 @@ impl<E: Element> Options<E> {
             max_steps: 100_000,
             error_channels: None,
             record_steps: false,
+            record_step_states: false,
             adjoint: Adjoint::Backsolve,
             seminorm: false,
             adjoint_options: None,
@@ -288,6 +292,12 @@ impl<E: Element> Options<E> {
     /// Records the end time of every accepted step.
     pub fn record_steps(mut self, on: bool) -> Self {
         self.record_steps = on;
+        self
+    }
+
+    /// Record the state at the end of every accepted step (and its time).
+    pub fn record_step_states(mut self, on: bool) -> Self {
+        self.record_step_states = on;
         self
     }
 

@@ -61,6 +61,9 @@ pub struct Solution<E: Element> {
     /// End times of the accepted steps, in order; filled only with
     /// [`Options::record_steps`].
     pub steps: Vec<E>,
+    /// The state at the end of each accepted step (matching `steps`); filled only with
+    /// [`Options::record_step_states`].
+    pub step_states: Vec<Vec<Tensor<E>>>,
 }
 
 impl<E: Element> Solution<E> {
@@ -118,7 +121,9 @@ pub fn solve<E: Element>(
     let mut out = Output {
         states: vec![z0.to_vec()],
         steps: Vec::new(),
-        record: opts.record_steps,
+        record: opts.record_steps || opts.record_step_states,
+        step_states: Vec::new(),
+        record_states: opts.record_step_states,
         stats: Stats::default(),
     };
     if times.len() > 1 {
@@ -166,6 +171,7 @@ pub fn solve<E: Element>(
         times: times.to_vec(),
         stats,
         steps: out.steps,
+        step_states: out.step_states,
     })
 }
 
@@ -989,6 +995,8 @@ struct Output<E: Element> {
     states: Vec<Vec<Tensor<E>>>,
     steps: Vec<E>,
     record: bool,
+    step_states: Vec<Vec<Tensor<E>>>,
+    record_states: bool,
     stats: Stats,
 }
 
@@ -1044,6 +1052,9 @@ fn fixed<E: Element>(
                 } else {
                     ta + h * E::from_usize(j + 1)
                 });
+            }
+            if out.record_states {
+                out.step_states.push(y.clone());
             }
         }
         out.states.push(y.clone());
@@ -1226,6 +1237,9 @@ fn adaptive<E: Element>(
             out.stats.last_step = hs.to_f64();
             if out.record {
                 out.steps.push(t);
+            }
+            if out.record_states {
+                out.step_states.push(y.clone());
             }
             let mut fac = SAFETY * err.max(1e-10).powf(-alpha) * err_prev.powf(beta);
             fac = fac.clamp(FAC_MIN, FAC_MAX);
