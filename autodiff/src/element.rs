@@ -226,6 +226,14 @@ macro_rules! impl_element {
                 if skinny::gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) {
                     return;
                 }
+                // n ≤ 64 with contiguous rows of B (G·W, Gᵀ·X): the register-blocked kernel
+                // that skips packing A (measured 3-9% faster than the crate there).
+                #[cfg(target_arch = "x86_64")]
+                if crate::smallgemm::$k::gemm(
+                    m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc,
+                ) {
+                    return;
+                }
                 // SAFETY: the callers (Tensor::matmul_into) check that every index reachable
                 // from these strides lies inside the three slices. The crate computes
                 // `dst = alpha_g·dst + beta_g·lhs·rhs` and does not read `dst` when

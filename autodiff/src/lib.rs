@@ -42,6 +42,8 @@ mod element;
 mod error;
 pub mod kernels;
 mod ops;
+#[cfg(target_arch = "x86_64")]
+mod smallgemm;
 mod tape;
 mod tensor;
 pub mod testing;

@@ -541,3 +541,34 @@ fn gemm_matches_definition() {
         }
     }
 }
+
+/// The packing-free kernel for `n ≤ 64` with contiguous rows of `B` (`tb = false`; the
+/// transposed-`B` cases run alongside and take the general path): row counts that are and are
+/// not multiples of its 6-row block, column counts off the 16/8-lane vectors (masked last
+/// vector) and across its 16/8-lane panels, depths from the smallest it sees (k = 5; k ≤ 4
+/// goes to the rank-k loops) to its limit of 512 and just past it, alpha/beta variants and
+/// NaN-filled `C` with beta = 0.
+#[test]
+fn gemm_small_n_kernel() {
+    let shapes = [
+        (512, 64, 64),
+        (64, 512, 64),
+        (515, 64, 63),
+        (6, 5, 17),
+        (7, 1, 33),
+        (13, 64, 1),
+        (5, 9, 3),
+        (1, 512, 48),
+        (37, 513, 40),
+        (12, 64, 16),
+        (11, 100, 8),
+        (25, 33, 65),
+    ];
+    for &(m, k, n) in &shapes {
+        for (ta, tb) in [(false, false), (true, false), (false, true)] {
+            for (alpha, beta) in [(1.0, 0.0), (-0.75, 0.0), (1.0, 1.0), (0.5, -2.0)] {
+                check_gemm(m, k, n, ta, tb, alpha, beta);
+            }
+        }
+    }
+}
