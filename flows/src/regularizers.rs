@@ -132,45 +132,22 @@ pub fn rates<'t, E: Element>(
 ) -> (Var<'t, E>, Var<'t, E>, Vec<Var<'t, E>>) {
     let f = field(t, z);
     let tape = f.tape();
-    let (n, d) = f.shape();
-    let wants_frobenius = regs.contains(&Reg::JacobianFrobenius);
-    let (div, frobenius) = if probes.is_empty() && wants_frobenius {
-        // Exact: the d products e_jᵀ ∂f/∂z are the rows of the Jacobian.
-        let mut div: Option<Var<'t, E>> = None;
-        let mut frob: Option<Var<'t, E>> = None;
-        for j in 0..d {
-            let e = tape.constant(Tensor::from_fn(
-                n,
-                d,
-                |_, c| if c == j { E::ONE } else { E::ZERO },
-            ));
-            let row = tape
-                .vjp(&[f], &[e], &[z])
-                .expect("vjp of primitives cannot fail")[0];
-            let djj = row.slice_cols(j, j + 1);
-            let sq = row.square().sum_axis(1);
-            div = Some(div.map_or(djj, |a| a + djj));
-            frob = Some(frob.map_or(sq, |a| a + sq));
-        }
-        (
-            div.unwrap_or_else(|| tape.zeros(n, 1)),
-            Some(frob.unwrap_or_else(|| tape.zeros(n, 1))),
-        )
-    } else {
-        let (div, vjps) = divergence(f, z, probes);
-        let frob = if wants_frobenius {
-            let k = E::ONE / E::from_usize(vjps.len());
-            let sum = vjps
-                .iter()
-                .map(|v| v.square().sum_axis(1))
-                .reduce(|a, b| a + b)
-                .expect("at least one probe");
-            Some(sum.mul_scalar(k))
+    let n = f.shape().0;
+    let (div, products) = divergence(f, z, probes);
+    // ‖J‖²_F: the sum over the Jacobian's rows (exact trace), or the mean of ‖εᵀJ‖² over the
+    // probes (Hutchinson; E‖εᵀJ‖² = ‖J‖²_F).
+    let frobenius = regs.contains(&Reg::JacobianFrobenius).then(|| {
+        let sum = products
+            .iter()
+            .map(|v| v.square().sum_axis(1))
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| tape.zeros(n, 1));
+        if probes.is_empty() {
+            sum
         } else {
-            None
-        };
-        (div, frob)
-    };
+            sum.mul_scalar(E::ONE / E::from_usize(probes.len()))
+        }
+    });
     let out = regs
         .iter()
         .map(|reg| match reg {

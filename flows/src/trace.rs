@@ -59,16 +59,16 @@ impl Trace {
 }
 
 /// The divergence per row (`n × 1`) of `f` (`n × d`) with respect to `z` (`n × d`): exact when
-/// `probes` is empty, Hutchinson's average over the probes otherwise. Also returns the probes'
-/// vector-Jacobian products εᵀ∂f/∂z (empty for the exact trace), which the Jacobian-Frobenius
-/// regulariser reuses.
+/// `probes` is empty, Hutchinson's average over the probes otherwise. Also returns the
+/// vector-Jacobian products it computed — the rows `e_jᵀ∂f/∂z` of the Jacobian for the exact
+/// trace, the probes' `εᵀ∂f/∂z` otherwise — which the Jacobian-Frobenius regulariser reuses.
 pub fn divergence<'t, E: Element>(
     f: Var<'t, E>,
     z: Var<'t, E>,
     probes: &[Tensor<E>],
 ) -> (Var<'t, E>, Vec<Var<'t, E>>) {
     if probes.is_empty() {
-        (exact_divergence(f, z), Vec::new())
+        exact_divergence_rows(f, z)
     } else {
         hutchinson_divergence(f, z, probes)
     }
@@ -76,6 +76,15 @@ pub fn divergence<'t, E: Element>(
 
 /// tr(∂f/∂z) per row by `d` vector-Jacobian products.
 pub fn exact_divergence<'t, E: Element>(f: Var<'t, E>, z: Var<'t, E>) -> Var<'t, E> {
+    exact_divergence_rows(f, z).0
+}
+
+/// tr(∂f/∂z) per row, and the Jacobian rows `e_jᵀ∂f/∂z` (`n × d` each, one per output
+/// dimension `j`) it was read from.
+pub fn exact_divergence_rows<'t, E: Element>(
+    f: Var<'t, E>,
+    z: Var<'t, E>,
+) -> (Var<'t, E>, Vec<Var<'t, E>>) {
     let tape = f.tape();
     let (n, d) = f.shape();
     assert_eq!(
@@ -86,6 +95,7 @@ pub fn exact_divergence<'t, E: Element>(f: Var<'t, E>, z: Var<'t, E>) -> Var<'t,
         z.shape()
     );
     let mut acc: Option<Var<'t, E>> = None;
+    let mut rows = Vec::with_capacity(d);
     for j in 0..d {
         let e = tape.constant(Tensor::from_fn(
             n,
@@ -100,8 +110,9 @@ pub fn exact_divergence<'t, E: Element>(f: Var<'t, E>, z: Var<'t, E>) -> Var<'t,
             None => djj,
             Some(a) => a + djj,
         });
+        rows.push(g);
     }
-    acc.unwrap_or_else(|| tape.zeros(n, 1))
+    (acc.unwrap_or_else(|| tape.zeros(n, 1)), rows)
 }
 
 /// Hutchinson's estimate εᵀ(∂f/∂z)ε per row, averaged over the probes, and the products εᵀ∂f/∂z.
