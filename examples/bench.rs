@@ -32,7 +32,7 @@ use flows::otflow::{OtFlow, OtMode, OtPotential};
 use flows::regularizers::Reg;
 use flows::trace::{Probe, Trace};
 use flows::{data, Params};
-use ode::{Adjoint, Method, Options};
+use ode::{Adjoint, Method, OdeStats, Options};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 
@@ -235,10 +235,31 @@ fn bench_ffjord<E: Element>(args: &Args, config: Config) -> Report {
             .regularize(Reg::Kinetic, lambda)
             .regularize(Reg::JacobianFrobenius, lambda);
     }
+    time_training(args, config.name(), &mut params, &mut rng, |tape, p, x| {
+        let lp = cnf
+            .log_prob(tape, p, x, Mode::Train)
+            .expect("forward solve");
+        (lp.loss(), lp.stats)
+    })
+}
+
+/// Times one full training step (loss, backward, Adam update) on pre-drawn 8gaussians batches.
+/// `loss` returns the loss and the statistics of the step's solves (read after the backward
+/// pass, so they include its function evaluations).
+fn time_training<E: Element, F>(
+    args: &Args,
+    config: &'static str,
+    params: &mut Params<E>,
+    rng: &mut Pcg64,
+    mut loss: F,
+) -> Report
+where
+    F: for<'t> FnMut(&'t Tape<E>, &[Var<'t, E>], Var<'t, E>) -> (Var<'t, E>, Vec<OdeStats>),
+{
     let mut opt = Adam::new(1e-3);
     let tape = Tape::<E>::new();
     let batches: Vec<Tensor<E>> = (0..args.iters + 2)
-        .map(|_| data::eight_gaussians(args.batch, &mut rng))
+        .map(|_| data::eight_gaussians(args.batch, rng))
         .collect();
     let mut k = 0;
     let mut nfe = 0;
@@ -248,21 +269,17 @@ fn bench_ffjord<E: Element>(args: &Args, config: Config) -> Report {
         let p = params.vars(&tape);
         let x = tape.constant_from(&batches[k % batches.len()]);
         k += 1;
-        let lp = cnf
-            .log_prob(&tape, &p, x, Mode::Train)
-            .expect("forward solve");
-        let loss = lp.loss();
-        let grads = tape.grad(loss, &p).expect("backward solve");
-        opt.step(&mut params, &grads);
-        nfe = lp
-            .stats
+        let (l, stats) = loss(&tape, &p, x);
+        let grads = tape.grad(l, &p).expect("backward solve");
+        opt.step(params, &grads);
+        nfe = stats
             .iter()
             .map(|s| s.forward().nfe + s.backward().nfe)
             .sum();
-        last_loss = loss.item().to_f64();
+        last_loss = l.item().to_f64();
     });
     Report {
-        config: config.name(),
+        config,
         dtype: E::NAME,
         median_s,
         min_s,
@@ -280,36 +297,10 @@ fn bench_otflow<E: Element>(args: &Args) -> Report {
         .alpha([1.0, 1.0, 5.0])
         .end_time(E::ONE)
         .train_opts(Options::fixed(Method::Rk4, args.steps).adjoint(Adjoint::Direct));
-    let mut opt = Adam::new(1e-3);
-    let tape = Tape::<E>::new();
-    let batches: Vec<Tensor<E>> = (0..args.iters + 2)
-        .map(|_| data::eight_gaussians(args.batch, &mut rng))
-        .collect();
-    let mut k = 0;
-    let mut nfe = 0;
-    let mut last_loss = 0.0;
-    let (median_s, min_s) = time(args.iters, || {
-        tape.clear();
-        let p = params.vars(&tape);
-        let x = tape.constant_from(&batches[k % batches.len()]);
-        k += 1;
-        let out = flow
-            .loss(&tape, &p, x, OtMode::Train)
-            .expect("forward solve");
-        let grads = tape.grad(out.loss, &p).expect("backward");
-        opt.step(&mut params, &grads);
-        nfe = out.stats.forward().nfe + out.stats.backward().nfe;
-        last_loss = out.loss.item().to_f64();
-    });
-    Report {
-        config: "otflow_rk4",
-        dtype: E::NAME,
-        median_s,
-        min_s,
-        nfe,
-        last_loss,
-        extra: String::new(),
-    }
+    time_training(args, "otflow_rk4", &mut params, &mut rng, |tape, p, x| {
+        let out = flow.loss(tape, p, x, OtMode::Train).expect("forward solve");
+        (out.loss, vec![out.stats])
+    })
 }
 
 fn run<E: Element>(args: &Args, config: Config) -> Report {
