@@ -11,7 +11,8 @@
 //!   with tape operations, so every derivative can be differentiated again.
 //! - Transforms in JAX/PyTorch vocabulary: [`Tape::grad`] (values), [`Tape::grad_graph`]
 //!   (`create_graph=True`), [`Tape::vjp`], [`Tape::jvp`], [`Tape::hvp`], [`Tape::jacobian`],
-//!   and [`Tape::no_grad`].
+//!   and [`Tape::no_grad`]; [`Tape::isolated`] evaluates a function at fresh copies of its
+//!   arguments, so derivatives it takes inside are partial ones (no perturbation confusion).
 //! - [`CustomOp`]: an operation with its own forward, VJP and JVP — how an ODE solve becomes
 //!   one node.
 //! - [`testing`]: `check_vjp`, `check_jvp` and `check_grads(order)` against finite differences.
@@ -40,6 +41,7 @@ mod composite;
 mod custom;
 mod element;
 mod error;
+mod isolate;
 pub mod kernels;
 mod ops;
 #[cfg(target_arch = "x86_64")]
@@ -52,6 +54,7 @@ mod var;
 pub use custom::CustomOp;
 pub use element::Element;
 pub use error::{Error, Result};
+pub use isolate::TapeFn;
 pub use ops::Fun;
 pub use tape::Tape;
 pub use tensor::Tensor;
