@@ -283,7 +283,8 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
 ) -> autodiff::Result<Vec<Option<Var<'t, E>>>> {
     let tape = x[0].tape();
     let (c, p, n) = (op.n_state, op.n_params, op.times.len());
-    let wrap = |e: OdeError| autodiff::Error::new("odeint (checkpointed vjp)", e);
+    let wrap =
+        |e: OdeError| autodiff::Error::new("odeint (checkpointed adjoint of the backward pass)", e);
     let saved = op.saved.borrow();
     let saved = saved.as_ref().expect("checkpointed forward pass ran");
     let theta: Vec<Tensor<E>> = x[c..c + p].iter().map(|v| v.value()).collect();
@@ -302,7 +303,7 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
         for k in 1..n {
             if needs[c + p + k] {
                 let ck: Vec<Option<Var<'t, E>>> = g[(k - 1) * c..k * c].to_vec();
-                grads[c + p + k] = op.dot_f(x, &op.state(x, y, k), k, &ck).map(|v| v.detach());
+                grads[c + p + k] = op.dot_f(x, &op.state(x, y, k), k, &ck)?.map(|v| v.detach());
             }
         }
     }
@@ -357,11 +358,11 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
             }
         }
     }
-    op.stats.add_backward(bstats);
+    op.ctx.stats.add_solve(op.ctx.depth + 1, bstats);
     if op.time_vars && needs[c + p] {
         let av: Vec<Option<Var<'t, E>>> =
             a.iter().map(|v| Some(tape.constant(v.clone()))).collect();
-        grads[c + p] = op.dot_f(x, &x[..c], 0, &av).map(|v| (-v).detach());
+        grads[c + p] = op.dot_f(x, &x[..c], 0, &av)?.map(|v| (-v).detach());
     }
     for (i, ai) in a.into_iter().enumerate() {
         if needs[i] {

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use autodiff::{Element, Tape, Tensor, Var};
 
-use crate::odeint::{OdeSolution, OdeStats, Times};
+use crate::odeint::{eval_isolated, OdeSolution, OdeStats, Times, FORWARD};
 use crate::{solve, Dynamics, OdeError, Options, Stats, Tableau};
 
 pub(crate) fn odeint_direct<'t, E: Element>(
@@ -19,8 +19,10 @@ pub(crate) fn odeint_direct<'t, E: Element>(
     params: &[Var<'t, E>],
     times: &Times<'t, E>,
     opts: &Options<E>,
+    stats: OdeStats,
 ) -> autodiff::Result<OdeSolution<'t, E>> {
     let wrap = |e: OdeError| autodiff::Error::new("odeint (direct)", e);
+    let _phase = stats.enter(FORWARD);
     let tab = opts.method.tableau().ok_or_else(|| {
         wrap(OdeError::InvalidOptions(
             "the Direct adjoint replays explicit Runge–Kutta steps; choose an explicit method"
@@ -38,7 +40,6 @@ pub(crate) fn odeint_direct<'t, E: Element>(
         }
     };
     let theta_vals: Vec<Tensor<E>> = params.iter().map(|p| p.value()).collect();
-    let stats = OdeStats::default();
     let mut total = Stats::default();
     let mut z: Vec<Var<'t, E>> = z0.to_vec();
     let mut states = vec![z.clone()];
@@ -68,44 +69,99 @@ pub(crate) fn odeint_direct<'t, E: Element>(
         for &s in &fracs {
             let t = t_a + width * E::from_f64(prev);
             let h = width * E::from_f64(s - prev);
-            let (znew, klast) = rk_step(tape, &**f, tab, t, h, &z, params, k1.take());
-            total.nfe += tab.stages() - usize::from(tab.fsal && prev > 0.0);
+            let (znew, klast) = rk_step(f, tab, t, h, &z, params, k1.take())?;
             z = znew;
             if tab.fsal {
                 k1 = Some(klast);
             }
             prev = s;
         }
+        check_replay(&z, sol.last(), opts, tv[k]).map_err(wrap)?;
         states.push(z.clone());
     }
-    stats.add_forward(total);
+    stats.add_solve(FORWARD, total);
     Ok(OdeSolution { states, stats })
 }
+
+/// The new state and the last stage derivative of a recorded step.
+type Step<'t, E> = (Vec<Var<'t, E>>, Vec<Var<'t, E>>);
 
 /// One explicit Runge–Kutta step recorded on the tape. Returns the new state and the last
 /// stage derivative (the next step's first stage when the method is FSAL).
 #[allow(clippy::too_many_arguments)]
 fn rk_step<'t, E: Element>(
-    tape: &'t Tape<E>,
-    f: &dyn Dynamics<E>,
+    f: &Rc<dyn Dynamics<E>>,
     tab: &Tableau,
     t: Var<'t, E>,
     h: Var<'t, E>,
     z: &[Var<'t, E>],
     params: &[Var<'t, E>],
     k1: Option<Vec<Var<'t, E>>>,
-) -> (Vec<Var<'t, E>>, Vec<Var<'t, E>>) {
+) -> autodiff::Result<Step<'t, E>> {
     let s = tab.stages();
     let mut ks: Vec<Vec<Var<'t, E>>> = Vec::with_capacity(s);
-    ks.push(k1.unwrap_or_else(|| f.eval(tape, t, z, params)));
+    // Each stage is an isolated evaluation, so a dynamics that differentiates itself with
+    // respect to `t` or `θ` gets partial derivatives, not derivatives through earlier stages.
+    ks.push(match k1 {
+        Some(k1) => k1,
+        None => eval_isolated(f, t, z, params)?,
+    });
     for i in 1..s {
         let zi = combine(z, h, &ks, |j| tab.a[i][j]);
         let ti = t + h * E::from_f64(tab.c[i]);
-        ks.push(f.eval(tape, ti, &zi, params));
+        ks.push(eval_isolated(f, ti, &zi, params)?);
     }
     let znew = combine(z, h, &ks, |j| tab.b[j]);
     let last = ks.pop().expect("at least one stage");
-    (znew, last)
+    Ok((znew, last))
+}
+
+/// The replayed state at a save time must be finite and agree with the solve that chose the
+/// steps, within the solve's tolerance: a replay that drifts (an unstable discretisation
+/// amplifying the rounding differences of the recorded step sizes) would otherwise return a
+/// wrong value and its wrong derivatives as `Ok`.
+fn check_replay<'t, E: Element>(
+    replay: &[Var<'t, E>],
+    solved: &[Tensor<E>],
+    opts: &Options<E>,
+    t: E,
+) -> Result<(), OdeError> {
+    let (rtol, atol) = (opts.rtol.to_f64(), opts.atol.to_f64());
+    let mut worst = 0.0f64;
+    for (r, s) in replay.iter().zip(solved) {
+        let finite = r.with_value(|rv| {
+            for (a, b) in rv.as_slice().iter().zip(s.as_slice()) {
+                let (a, b) = (a.to_f64(), b.to_f64());
+                if !a.is_finite() {
+                    return false;
+                }
+                let sc = atol + rtol * a.abs().max(b.abs());
+                let d = (a - b).abs();
+                let dev = if sc > 0.0 {
+                    d / sc
+                } else if d == 0.0 {
+                    0.0
+                } else {
+                    f64::INFINITY
+                };
+                worst = worst.max(dev);
+            }
+            true
+        });
+        if !finite {
+            return Err(OdeError::ReplayDiverged {
+                t: t.to_f64(),
+                deviation: f64::INFINITY,
+            });
+        }
+    }
+    if worst > 1.0 {
+        return Err(OdeError::ReplayDiverged {
+            t: t.to_f64(),
+            deviation: worst,
+        });
+    }
+    Ok(())
 }
 
 /// `z + h Σ_j w(j) k_j` per channel, skipping zero weights.

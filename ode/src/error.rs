@@ -47,6 +47,16 @@ pub enum OdeError {
     },
     /// A Butcher tableau failed validation.
     InvalidTableau(String),
+    /// The `Direct` strategy's replay of the accepted steps on the tape drifted away from the
+    /// solve that chose them (or became non-finite): the discretisation amplifies the rounding
+    /// of the recorded steps, so its derivatives would be meaningless.
+    ReplayDiverged {
+        /// Save time at which the replayed state was compared with the solve.
+        t: f64,
+        /// Largest deviation, in units of the solve's tolerance `atol + rtol·|z|` (infinite
+        /// when the replay is not finite).
+        deviation: f64,
+    },
 }
 
 impl fmt::Display for OdeError {
@@ -67,6 +77,12 @@ impl fmt::Display for OdeError {
                 write!(f, "Newton iteration diverged at t = {t:e} (h = {h:e})")
             }
             OdeError::InvalidTableau(s) => write!(f, "invalid Butcher tableau: {s}"),
+            OdeError::ReplayDiverged { t, deviation } => write!(
+                f,
+                "the Direct replay of the solver's steps deviates from the solve at t = {t:e} \
+                 by {deviation:e} times the tolerance (the steps are unstable when replayed); \
+                 use Adjoint::Backsolve or Adjoint::Checkpointed"
+            ),
         }
     }
 }

@@ -8,9 +8,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use autodiff::{CustomOp, Element, Tape, Tensor, Var};
+use autodiff::{CustomOp, Element, Tape, TapeFn, Tensor, Var};
 
 use crate::adjoint::{self, AdjointDynamics, SensitivityDynamics};
+use crate::solve::check_times;
 use crate::{direct, solve, Dynamics, OdeError, Options, Stats};
 
 /// How the VJP (reverse-mode derivative) of a solve is computed.
@@ -43,28 +44,137 @@ pub enum Adjoint {
     Direct,
 }
 
-/// Function evaluations and steps of one `odeint` call: its forward solve and everything its
-/// derivative rules ran (adjoint and sensitivity solves), filled in as they happen.
+/// Function evaluations and steps of one `odeint` call, by phase: its forward solve, the
+/// first-order derivative rules (adjoint VJPs and sensitivity JVPs), and everything nested
+/// deeper (derivatives of those derivatives), filled in as they happen.
+///
+/// `nfe` counts every evaluation of the dynamics given to `odeint`, wherever it happens: in
+/// the solves, in the time-gradient and sensitivity terms evaluated at the save times, and in
+/// the re-evaluations that make a derivative differentiable again. The step counters sum the
+/// solves of each phase.
 #[derive(Clone, Debug, Default)]
-pub struct OdeStats(Rc<RefCell<(Stats, Stats)>>);
+pub struct OdeStats(Rc<RefCell<StatsInner>>);
+
+#[derive(Debug, Default)]
+struct StatsInner {
+    /// Summed solver statistics per phase (forward, backward, nested).
+    solves: [Stats; 3],
+    /// Evaluations of the user's dynamics per phase.
+    evals: [usize; 3],
+    /// The phase that evaluations count towards now; `None` outside the op's own rules, where
+    /// only a derivative of a recorded derivative can evaluate the dynamics (nested).
+    phase: Option<usize>,
+}
+
+/// Phase indices of [`OdeStats`].
+pub(crate) const FORWARD: usize = 0;
+pub(crate) const BACKWARD: usize = 1;
+const NESTED: usize = 2;
 
 impl OdeStats {
+    fn phase_stats(&self, phase: usize) -> Stats {
+        let inner = self.0.borrow();
+        let mut s = inner.solves[phase];
+        s.nfe = inner.evals[phase];
+        s
+    }
+
     /// Statistics of the forward solve.
     pub fn forward(&self) -> Stats {
-        self.0.borrow().0
+        self.phase_stats(FORWARD)
     }
 
-    /// Statistics of the derivative passes run so far (adjoint VJPs and sensitivity JVPs).
+    /// Statistics of the first-order derivative passes run so far (adjoint VJPs and
+    /// sensitivity JVPs of this solve).
     pub fn backward(&self) -> Stats {
-        self.0.borrow().1
+        self.phase_stats(BACKWARD)
     }
 
-    pub(crate) fn add_forward(&self, s: Stats) {
-        self.0.borrow_mut().0 += s;
+    /// Statistics of higher-order derivative passes: the derivatives of the adjoint and
+    /// sensitivity solves (Hessian-vector products, gradients of gradients).
+    pub fn nested(&self) -> Stats {
+        self.phase_stats(NESTED)
     }
 
-    pub(crate) fn add_backward(&self, s: Stats) {
-        self.0.borrow_mut().1 += s;
+    /// All phases together.
+    pub fn total(&self) -> Stats {
+        let mut s = self.forward();
+        s += self.backward();
+        s += self.nested();
+        s.nfe = self.0.borrow().evals.iter().sum();
+        s
+    }
+
+    /// Adds the statistics of a solve to `phase` (capped at nested).
+    pub(crate) fn add_solve(&self, phase: usize, s: Stats) {
+        self.0.borrow_mut().solves[phase.min(NESTED)] += s;
+    }
+
+    /// Counts one evaluation of the user's dynamics in the current phase.
+    fn count_eval(&self) {
+        let mut inner = self.0.borrow_mut();
+        let phase = inner.phase.unwrap_or(NESTED).min(NESTED);
+        inner.evals[phase] += 1;
+    }
+
+    /// Makes evaluations count towards `phase` until the guard is dropped.
+    pub(crate) fn enter(&self, phase: usize) -> PhaseGuard {
+        let prev = self.0.borrow_mut().phase.replace(phase.min(NESTED));
+        PhaseGuard {
+            stats: self.clone(),
+            prev,
+        }
+    }
+}
+
+/// Restores the previous phase of an [`OdeStats`] when dropped.
+pub(crate) struct PhaseGuard {
+    stats: OdeStats,
+    prev: Option<usize>,
+}
+
+impl Drop for PhaseGuard {
+    fn drop(&mut self) {
+        self.stats.0.borrow_mut().phase = self.prev;
+    }
+}
+
+/// The user's dynamics with every evaluation counted in an [`OdeStats`].
+pub(crate) struct Counted<E: Element> {
+    pub(crate) f: Rc<dyn Dynamics<E>>,
+    pub(crate) stats: OdeStats,
+}
+
+impl<E: Element> Dynamics<E> for Counted<E> {
+    fn eval<'t>(
+        &self,
+        tape: &'t Tape<E>,
+        t: Var<'t, E>,
+        z: &[Var<'t, E>],
+        params: &[Var<'t, E>],
+    ) -> Vec<Var<'t, E>> {
+        self.stats.count_eval();
+        self.f.eval(tape, t, z, params)
+    }
+}
+
+/// Where an `odeint` node sits: the statistics it reports into, how many derivative levels
+/// deep it was created, and the label its errors carry.
+#[derive(Clone)]
+pub(crate) struct Context {
+    pub(crate) stats: OdeStats,
+    pub(crate) depth: usize,
+    pub(crate) label: &'static str,
+}
+
+impl Context {
+    /// The context of a solve run by one of this node's derivative rules.
+    fn inner(&self, label: &'static str) -> Context {
+        Context {
+            stats: self.stats.clone(),
+            depth: self.depth + 1,
+            label,
+        }
     }
 }
 
@@ -182,25 +292,45 @@ pub fn odeint<'t, E: Element>(
 ) -> autodiff::Result<OdeSolution<'t, E>> {
     let times = times.into();
     let tv = times.values();
-    if tv.is_empty() {
-        return Err(autodiff::Error::new(
-            "odeint",
-            OdeError::InvalidTimes("no times given".into()),
-        ));
-    }
-    if opts.adjoint == Adjoint::Direct {
-        return direct::odeint_direct(tape, f, z0, params, &times, opts);
-    }
+    let wrap = |e: OdeError| autodiff::Error::new("odeint", e);
+    // Every strategy checks the user's times and options the same way, before any work (and
+    // before the Checkpointed strategy divides the intervals into segments).
+    check_times(&tv).map_err(wrap)?;
+    opts.validate(z0.len()).map_err(wrap)?;
     if let Adjoint::Checkpointed { checkpoints: 0 } = opts.adjoint {
-        return Err(autodiff::Error::new(
-            "odeint",
-            OdeError::InvalidOptions(
-                "Checkpointed adjoint needs at least one checkpoint per interval".into(),
-            ),
-        ));
+        return Err(wrap(OdeError::InvalidOptions(
+            "Checkpointed adjoint needs at least one checkpoint per interval".into(),
+        )));
     }
-    let c = z0.len();
     let stats = OdeStats::default();
+    let f: Rc<dyn Dynamics<E>> = Rc::new(Counted {
+        f: f.clone(),
+        stats: stats.clone(),
+    });
+    if opts.adjoint == Adjoint::Direct {
+        return direct::odeint_direct(tape, &f, z0, params, &times, opts, stats);
+    }
+    let ctx = Context {
+        stats,
+        depth: 0,
+        label: "odeint (forward solve)",
+    };
+    odeint_node(tape, &f, z0, params, times, opts, ctx)
+}
+
+/// Records the solve as one node (every strategy but `Direct`), in the given context.
+pub(crate) fn odeint_node<'t, E: Element>(
+    tape: &'t Tape<E>,
+    f: &Rc<dyn Dynamics<E>>,
+    z0: &[Var<'t, E>],
+    params: &[Var<'t, E>],
+    times: Times<'t, E>,
+    opts: &Options<E>,
+    ctx: Context,
+) -> autodiff::Result<OdeSolution<'t, E>> {
+    let tv = times.values();
+    let c = z0.len();
+    let stats = ctx.stats.clone();
     let op = Rc::new(OdeintOp {
         f: f.clone(),
         opts: opts.clone(),
@@ -208,7 +338,7 @@ pub fn odeint<'t, E: Element>(
         n_state: c,
         n_params: params.len(),
         time_vars: matches!(times, Times::Vars(_)),
-        stats: stats.clone(),
+        ctx,
         saved: RefCell::new(None),
     });
     let mut inputs: Vec<Var<'t, E>> = z0.iter().chain(params).copied().collect();
@@ -239,7 +369,7 @@ pub(crate) struct OdeintOp<E: Element> {
     pub(crate) n_state: usize,
     pub(crate) n_params: usize,
     pub(crate) time_vars: bool,
-    pub(crate) stats: OdeStats,
+    pub(crate) ctx: Context,
     pub(crate) saved: RefCell<Option<Saved<E>>>,
 }
 
@@ -252,7 +382,11 @@ impl<E: Element> CustomOp<E> for OdeintOp<E> {
         let (c, p) = (self.n_state, self.n_params);
         let z0: Vec<Tensor<E>> = inputs[..c].iter().map(|t| (*t).clone()).collect();
         let theta: Vec<Tensor<E>> = inputs[c..c + p].iter().map(|t| (*t).clone()).collect();
-        let wrap = |e: OdeError| autodiff::Error::new("odeint (forward solve)", e);
+        let label = self.ctx.label;
+        let wrap = |e: OdeError| autodiff::Error::new(label, e);
+        let stats = &self.ctx.stats;
+        let phase = self.ctx.depth;
+        let _phase = stats.enter(phase);
         let outs: Vec<Tensor<E>> = match self.opts.adjoint {
             Adjoint::Checkpointed { checkpoints } => {
                 let fwd = adjoint::forward_with_checkpoints(
@@ -264,13 +398,13 @@ impl<E: Element> CustomOp<E> for OdeintOp<E> {
                     checkpoints,
                 )
                 .map_err(wrap)?;
-                self.stats.add_forward(fwd.stats);
+                stats.add_solve(phase, fwd.stats);
                 *self.saved.borrow_mut() = Some(fwd.saved);
                 fwd.outs
             }
             _ => {
                 let sol = solve(&*self.f, &z0, &theta, &self.times, &self.opts).map_err(wrap)?;
-                self.stats.add_forward(sol.stats);
+                stats.add_solve(phase, sol.stats);
                 sol.states.into_iter().skip(1).flatten().collect()
             }
         };
@@ -284,6 +418,7 @@ impl<E: Element> CustomOp<E> for OdeintOp<E> {
         g: &[Option<Var<'t, E>>],
         needs: &[bool],
     ) -> autodiff::Result<Vec<Option<Var<'t, E>>>> {
+        let _phase = self.ctx.stats.enter(self.ctx.depth + 1);
         match self.opts.adjoint {
             Adjoint::Checkpointed { .. } => {
                 if x[0].tape().creates_graph() {
@@ -308,6 +443,7 @@ impl<E: Element> CustomOp<E> for OdeintOp<E> {
         y: &[Var<'t, E>],
         t: &[Option<Var<'t, E>>],
     ) -> autodiff::Result<Vec<Option<Var<'t, E>>>> {
+        let _phase = self.ctx.stats.enter(self.ctx.depth + 1);
         self.sensitivity_jvp(x, y, t)
     }
 }
@@ -346,6 +482,18 @@ impl<E: Element> OdeintOp<E> {
         }
     }
 
+    /// `f(z, t_k; θ)` recorded on the tape with `t_k`, `z` and `θ` as independent inputs of
+    /// `f` (see [`eval_isolated`]).
+    pub(crate) fn f_at<'t>(
+        &self,
+        x: &[Var<'t, E>],
+        z: &[Var<'t, E>],
+        k: usize,
+    ) -> autodiff::Result<Vec<Var<'t, E>>> {
+        let theta = &x[self.n_state..self.n_state + self.n_params];
+        eval_isolated(&self.f, self.time(x, k), z, theta)
+    }
+
     /// `Σ_c ⟨w_c, f(z_k, t_k)_c⟩` recorded on the tape: the derivative of `⟨w, z(t_k)⟩` with
     /// respect to `t_k`.
     pub(crate) fn dot_f<'t>(
@@ -354,13 +502,11 @@ impl<E: Element> OdeintOp<E> {
         z: &[Var<'t, E>],
         k: usize,
         w: &[Option<Var<'t, E>>],
-    ) -> Option<Var<'t, E>> {
+    ) -> autodiff::Result<Option<Var<'t, E>>> {
         if w.iter().all(|w| w.is_none()) {
-            return None;
+            return Ok(None);
         }
-        let tape = x[0].tape();
-        let theta = &x[self.n_state..self.n_state + self.n_params];
-        let fz = self.f.eval(tape, self.time(x, k), z, theta);
+        let fz = self.f_at(x, z, k)?;
         let mut acc: Option<Var<'t, E>> = None;
         for (wc, fc) in w.iter().zip(&fz) {
             if let Some(wc) = wc {
@@ -371,7 +517,7 @@ impl<E: Element> OdeintOp<E> {
                 });
             }
         }
-        acc
+        Ok(acc)
     }
 
     /// Chen et al. 2018, Algorithm 1, one save interval at a time, each an `odeint` call of the
@@ -397,7 +543,7 @@ impl<E: Element> OdeintOp<E> {
         if self.time_vars {
             for k in 1..n {
                 if needs[c + p + k] {
-                    grads[c + p + k] = self.dot_f(x, &self.state(x, y, k), k, &cot(k));
+                    grads[c + p + k] = self.dot_f(x, &self.state(x, y, k), k, &cot(k))?;
                 }
             }
         }
@@ -423,15 +569,16 @@ impl<E: Element> OdeintOp<E> {
             let mut init = self.state(x, y, k);
             init.extend(&a);
             init.extend(&a_theta);
-            let sol = odeint(
+            let sol = odeint_node(
                 tape,
                 &aug,
                 &init,
                 theta,
                 self.interval(x, k, k - 1),
                 &aug_opts,
+                self.ctx
+                    .inner("odeint (adjoint solve of the backward pass)"),
             )?;
-            self.stats.add_backward(sol.stats.forward());
             let end = sol.last();
             a = end[c..2 * c].to_vec();
             a_theta = end[2 * c..].to_vec();
@@ -445,7 +592,7 @@ impl<E: Element> OdeintOp<E> {
         }
         if self.time_vars && needs[c + p] {
             let a_opt: Vec<Option<Var<'t, E>>> = a.iter().map(|v| Some(*v)).collect();
-            grads[c + p] = self.dot_f(x, &x[..c], 0, &a_opt).map(|v| -v);
+            grads[c + p] = self.dot_f(x, &x[..c], 0, &a_opt)?.map(|v| -v);
         }
         for (i, ai) in a.into_iter().enumerate() {
             if needs[i] {
@@ -477,7 +624,7 @@ impl<E: Element> OdeintOp<E> {
             .map(|i| t[i].unwrap_or_else(|| zeros_like(z0[i])))
             .collect();
         if let Some(t0d) = tdot(0) {
-            let fz = self.f.eval(tape, self.time(x, 0), z0, theta);
+            let fz = self.f_at(x, z0, 0)?;
             for (zd, fc) in zd0.iter_mut().zip(fz) {
                 *zd = *zd - fc * t0d;
             }
@@ -501,14 +648,21 @@ impl<E: Element> OdeintOp<E> {
             Times::Values(self.times.clone())
         };
         let sens_opts = adjoint::sensitivity_options(&self.opts, c);
-        let sol = odeint(tape, &sens, &init, &ps, times, &sens_opts)?;
-        self.stats.add_backward(sol.stats.forward());
+        let sol = odeint_node(
+            tape,
+            &sens,
+            &init,
+            &ps,
+            times,
+            &sens_opts,
+            self.ctx.inner("odeint (sensitivity solve of the JVP)"),
+        )?;
         let mut out = Vec::with_capacity((n - 1) * c);
         for k in 1..n {
             let zk = self.state(x, y, k);
             let extra: Vec<Option<Var<'t, E>>> = match tdot(k) {
                 Some(tk) => {
-                    let fz = self.f.eval(tape, self.time(x, k), &zk, theta);
+                    let fz = self.f_at(x, &zk, k)?;
                     fz.into_iter().map(|fc| Some(fc * tk)).collect()
                 }
                 None => vec![None; c],
@@ -523,6 +677,29 @@ impl<E: Element> OdeintOp<E> {
         }
         Ok(out)
     }
+}
+
+/// Evaluates `f(t, z; θ)` on the tape of `t` with `t`, `z` and `θ` as independent inputs of
+/// `f` ([`Tape::isolated`]), differentiable with respect to all three to any order.
+///
+/// On the solver's scratch tapes the inputs are fresh leaves anyway; on the caller's tape they
+/// are not (`z` is the solve's output, which depends on `θ` and the times), and a dynamics that
+/// differentiates itself there (the adjoint system's VJP with respect to `θ`, a JVP along `t`)
+/// would otherwise follow those dependencies back into the solve: wrong mixed derivatives, or
+/// a JVP that re-enters the solve's own JVP without end.
+pub(crate) fn eval_isolated<'t, E: Element>(
+    f: &Rc<dyn Dynamics<E>>,
+    t: Var<'t, E>,
+    z: &[Var<'t, E>],
+    theta: &[Var<'t, E>],
+) -> autodiff::Result<Vec<Var<'t, E>>> {
+    let (c, f) = (z.len(), f.clone());
+    let func: TapeFn<E> = Rc::new(move |tape, a| Ok(f.eval(tape, a[0], &a[1..1 + c], &a[1 + c..])));
+    let mut args = Vec::with_capacity(1 + c + theta.len());
+    args.push(t);
+    args.extend(z);
+    args.extend(theta);
+    t.tape().isolated(&func, &args)
 }
 
 pub(crate) fn zeros_like<'t, E: Element>(v: Var<'t, E>) -> Var<'t, E> {

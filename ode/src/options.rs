@@ -343,6 +343,22 @@ impl<E: Element> Options<E> {
         {
             return bad(format!("tolerances must be finite, non-negative and not both zero (rtol = {rtol}, atol = {atol})"));
         }
+        // Below ~10 machine epsilons the error estimate is rounding noise: the controller
+        // would shrink the steps to nothing, at hundreds of times the cost, and still miss the
+        // tolerance (Hairer's codes refuse such tolerances for the same reason).
+        let floor = 10.0 * E::EPSILON.to_f64();
+        if matches!(self.stepping, Stepping::Adaptive) && rtol > 0.0 && rtol < floor {
+            return bad(format!(
+                "rtol = {rtol:e} is below the precision of {} (10 × machine epsilon = {floor:e}): \
+                 use a larger rtol or {}",
+                E::NAME,
+                if E::NAME == "f32" {
+                    "f64"
+                } else {
+                    "an rtol of at least that"
+                }
+            ));
+        }
         if self.max_steps == 0 {
             return bad("max_steps must be positive".into());
         }

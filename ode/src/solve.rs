@@ -175,7 +175,7 @@ pub fn solve<E: Element>(
     })
 }
 
-fn check_times<E: Element>(times: &[E]) -> Result<(), OdeError> {
+pub(crate) fn check_times<E: Element>(times: &[E]) -> Result<(), OdeError> {
     if times.is_empty() {
         return Err(OdeError::InvalidTimes(
             "no save times (times[0] is the initial time)".into(),
@@ -407,7 +407,13 @@ impl Control {
 
     /// Hairer's scaled RMS norm `sqrt(mean_i (e_i / sc_i)²)` with
     /// `sc_i = atol + rtol · max(|a_i|, |b_i|)`, over the masked channels (Hairer, Nørsett &
-    /// Wanner 1993, eq. II.4.11). `None` for the masked channels means "all channels".
+    /// Wanner 1993, eq. II.4.11); `all` takes every channel.
+    ///
+    /// A component with `sc_i = 0` (`atol = 0` and the component exactly zero at both ends)
+    /// has no scale to be measured against and is left out of the sum, so pure relative control
+    /// of a state with exact zeros is well defined instead of `0/0`. The sum is rescaled when
+    /// the squares would overflow, so a huge but finite state or derivative gives a huge but
+    /// finite norm.
     fn norm<E: Element>(
         &self,
         e: &[Tensor<E>],
@@ -415,29 +421,44 @@ impl Control {
         b: &[Tensor<E>],
         all: bool,
     ) -> f64 {
-        let mut sum = 0.0;
-        let mut count = 0usize;
-        for ch in 0..e.len() {
-            if !all && !self.mask[ch] {
-                continue;
-            }
-            for ((x, p), q) in e[ch]
-                .as_slice()
-                .iter()
-                .zip(a[ch].as_slice())
-                .zip(b[ch].as_slice())
-            {
-                let sc = self.atol + self.rtol * p.to_f64().abs().max(q.to_f64().abs());
-                let r = x.to_f64() / sc;
-                sum += r * r;
-            }
-            count += e[ch].len();
-        }
+        let ratios = || {
+            (0..e.len())
+                .filter(move |&ch| all || self.mask[ch])
+                .flat_map(move |ch| {
+                    e[ch]
+                        .as_slice()
+                        .iter()
+                        .zip(a[ch].as_slice())
+                        .zip(b[ch].as_slice())
+                        .map(move |((x, p), q)| {
+                            let sc = self.atol + self.rtol * p.to_f64().abs().max(q.to_f64().abs());
+                            let x = x.to_f64();
+                            if sc == 0.0 {
+                                0.0
+                            } else {
+                                x / sc
+                            }
+                        })
+                })
+        };
+        let count: usize = (0..e.len())
+            .filter(|&ch| all || self.mask[ch])
+            .map(|ch| e[ch].len())
+            .sum();
         if count == 0 {
-            0.0
-        } else {
-            (sum / count as f64).sqrt()
+            return 0.0;
         }
+        let sum: f64 = ratios().map(|r| r * r).sum();
+        if sum.is_finite() {
+            return (sum / count as f64).sqrt();
+        }
+        // Overflow (or a non-finite ratio): scale by the largest ratio first.
+        let big = ratios().fold(0.0f64, |m, r| m.max(r.abs()));
+        if !big.is_finite() {
+            return big;
+        }
+        let sum: f64 = ratios().map(|r| (r / big) * (r / big)).sum();
+        big * (sum / count as f64).sqrt()
     }
 }
 
@@ -1088,32 +1109,18 @@ fn initial_step<E: Element>(
     let order = st.order();
     let f0 = st.f0(rhs, t0, y0).to_vec();
     let d0 = cfg.norm(y0, y0, y0, false);
-    // ‖f0‖ with the scale of y0: pass the state twice for sc.
-    let scaled = |v: &[Tensor<E>]| {
-        let mut s = 0.0;
-        let mut c = 0usize;
-        for ch in 0..v.len() {
-            if !cfg.mask[ch] {
-                continue;
-            }
-            for (x, y) in v[ch].as_slice().iter().zip(y0[ch].as_slice()) {
-                let sc = cfg.atol + cfg.rtol * y.to_f64().abs();
-                s += (x.to_f64() / sc).powi(2);
-            }
-            c += v[ch].len();
-        }
-        if c == 0 {
-            0.0
-        } else {
-            (s / c as f64).sqrt()
-        }
-    };
+    // ‖f0‖ and ‖f1 − f0‖ with the scale of y0.
+    let scaled = |v: &[Tensor<E>]| cfg.norm(v, y0, y0, false);
     let d1 = scaled(&f0);
     let mut h0 = if d0 < 1e-5 || d1 < 1e-5 {
         1e-6
     } else {
         0.01 * d0 / d1
     };
+    // A derivative so large that d0/d1 underflows still needs a positive first step.
+    if !(h0 > 0.0 && h0.is_finite()) {
+        h0 = f64::MIN_POSITIVE.max(1e-12 * span);
+    }
     h0 = h0.min(max_step).min(span);
     let mut y1 = y0.to_vec();
     for (a, f) in y1.iter_mut().zip(&f0) {
