@@ -127,11 +127,11 @@ impl<'t, E: Element> Var<'t, E> {
     pub fn sqrt(self) -> Var<'t, E> {
         self.prim(Prim::Map(Fun::Sqrt))
     }
-    /// Absolute value (derivative sign(x), 0 at 0).
+    /// Absolute value (derivative sign(x), 0 at 0; NaN at NaN).
     pub fn abs(self) -> Var<'t, E> {
         self.prim(Prim::Map(Fun::Abs))
     }
-    /// max(x, 0) (derivative 0 at 0).
+    /// max(x, 0) (derivative 0 at 0). NaN stays NaN, and so does its derivative.
     pub fn relu(self) -> Var<'t, E> {
         self.prim(Prim::Map(Fun::Relu))
     }

@@ -3,6 +3,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use autodiff::testing::{check_grads, tape_fn, CheckOpts};
 use autodiff::{Tape, Tensor, Var};
 
 /// Runs `f`, which must panic, and returns its panic message.
@@ -149,4 +150,61 @@ fn var_from_another_tape_is_rejected_by_the_transforms() {
 fn var_stays_a_two_word_handle() {
     // The generation lives in what used to be padding: a Var is a pointer and two u32s.
     assert!(std::mem::size_of::<Var<'static, f64>>() <= 2 * std::mem::size_of::<usize>());
+}
+
+// ------------------------------------------------------------- item 12: NaN through relu, abs
+
+/// Equality that counts NaN as equal to NaN.
+fn same(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b
+}
+
+fn assert_same(got: &Tensor<f64>, want: &[f64], what: &str) {
+    assert!(
+        got.as_slice().len() == want.len()
+            && got.as_slice().iter().zip(want).all(|(&g, &w)| same(g, w)),
+        "{what}: got {:?}, want {want:?}",
+        got.as_slice()
+    );
+}
+
+/// Value, VJP (cotangent 1) and JVP (tangent 1) of an elementwise function at `xs`.
+fn value_vjp_jvp(
+    f: impl for<'t> Fn(Var<'t, f64>) -> Var<'t, f64>,
+    xs: &[f64],
+) -> (Tensor<f64>, Tensor<f64>, Tensor<f64>) {
+    let n = xs.len();
+    let tape = Tape::<f64>::new();
+    let x = tape.var(Tensor::from_f64s(1, n, xs));
+    let y = f(x);
+    let ones = tape.constant(Tensor::ones(1, n));
+    let vjp = tape.vjp(&[y], &[ones], &[x]).unwrap()[0].value();
+    let jvp = tape.jvp(&[y], &[x], &[ones]).unwrap()[0].value();
+    (y.value(), vjp, jvp)
+}
+
+#[test]
+fn relu_propagates_nan_in_value_and_derivatives() {
+    let nan = f64::NAN;
+    let (y, vjp, jvp) = value_vjp_jvp(|x| x.relu(), &[nan, -1.5, 0.0, 2.5]);
+    assert_same(&y, &[nan, 0.0, 0.0, 2.5], "relu");
+    assert_same(&vjp, &[nan, 0.0, 0.0, 1.0], "relu vjp");
+    assert_same(&jvp, &[nan, 0.0, 0.0, 1.0], "relu jvp");
+    // Composites inherit it: elu(NaN) used to be relu(NaN) + e^0 − 1 = 0.
+    let (y, vjp, _) = value_vjp_jvp(|x| x.elu(), &[nan, -1.0, 1.0]);
+    assert_same(&y, &[nan, (-1.0f64).exp() - 1.0, 1.0], "elu");
+    assert_same(&vjp, &[nan, (-1.0f64).exp(), 1.0], "elu vjp");
+    // Away from NaN and the kink, both still agree with finite differences to second order.
+    let f = tape_fn::<f64, _>(|_, v| vec![v[0].relu() * v[0], v[0].abs() * v[0]]);
+    let xs = [Tensor::from_f64s(2, 2, &[-1.5, 0.7, 2.5, -0.3])];
+    check_grads(&f, &xs, 2, &CheckOpts::default()).unwrap();
+}
+
+#[test]
+fn abs_derivative_is_nan_at_nan_and_sign_elsewhere() {
+    let nan = f64::NAN;
+    let (y, vjp, jvp) = value_vjp_jvp(|x| x.abs(), &[nan, -1.5, 0.0, 2.5]);
+    assert_same(&y, &[nan, 1.5, 0.0, 2.5], "abs");
+    assert_same(&vjp, &[nan, -1.0, 0.0, 1.0], "abs vjp");
+    assert_same(&jvp, &[nan, -1.0, 0.0, 1.0], "abs jvp");
 }
