@@ -185,13 +185,19 @@ impl<'t, E: Element> Var<'t, E> {
     }
 
     // ---- reductions and shapes
+    //
+    // Reductions accept empty axes (a batch of 0 rows, 0 features): a sum over nothing is 0
+    // of the reduced shape, so `mean` and `mean_axis` over an empty axis are 0 · (1/0) = NaN,
+    // as in PyTorch and NumPy, and `logsumexp` over no columns is ln 0 = −∞. Their VJPs and
+    // JVPs are the same ops on the empty shapes.
 
-    /// Sum of all elements (`1 × 1`).
+    /// Sum of all elements (`1 × 1`); 0 for an empty tensor.
     pub fn sum(self) -> Var<'t, E> {
         self.sum_to(1, 1)
     }
     /// Sum along an axis, keeping it as size 1: `axis = 0` sums over rows (→ `1 × c`),
-    /// `axis = 1` over columns (→ `r × 1`).
+    /// `axis = 1` over columns (→ `r × 1`). Summing over an empty axis gives zeros (`sum_axis(0)`
+    /// of a `0 × c` batch is a `1 × c` row of zeros); [`mean_axis`](Var::mean_axis) of it is NaN.
     pub fn sum_axis(self, axis: usize) -> Var<'t, E> {
         let (r, c) = self.shape();
         match axis {

@@ -208,3 +208,110 @@ fn abs_derivative_is_nan_at_nan_and_sign_elsewhere() {
     assert_same(&vjp, &[nan, -1.0, 0.0, 1.0], "abs vjp");
     assert_same(&jvp, &[nan, -1.0, 0.0, 1.0], "abs jvp");
 }
+
+// -------------------------------------------------------- item 13: reductions of empty batches
+
+/// Gradient (by VJP) and tangent (by JVP, tangent of ones) of `f` at `x`, plus its value.
+fn reduce_at(
+    f: impl for<'t> Fn(Var<'t, f64>) -> Var<'t, f64>,
+    x: Tensor<f64>,
+) -> (Tensor<f64>, Tensor<f64>, Tensor<f64>) {
+    let (r, c) = x.shape();
+    let tape = Tape::<f64>::new();
+    let xv = tape.var(x);
+    let y = f(xv);
+    let (yr, yc) = y.shape();
+    let ct = tape.constant(Tensor::ones(yr, yc));
+    let g = tape.vjp(&[y], &[ct], &[xv]).unwrap()[0].value();
+    assert_eq!(
+        g.shape(),
+        (r, c),
+        "the cotangent of the input has its shape"
+    );
+    let t = tape.constant(Tensor::ones(r, c));
+    let jt = tape.jvp(&[y], &[xv], &[t]).unwrap()[0].value();
+    assert_eq!(
+        jt.shape(),
+        (yr, yc),
+        "the tangent of the output has its shape"
+    );
+    (y.value(), g, jt)
+}
+
+#[test]
+fn sums_over_an_empty_batch_are_zero_of_the_reduced_shape() {
+    // `--batch 0`: 0 × c inputs, and their transposes and empty feature axes.
+    for (r, c) in [(0, 1), (0, 3), (3, 0), (1, 0), (0, 0)] {
+        let x = Tensor::<f64>::zeros(r, c);
+        let (y, g, t) = reduce_at(|x| x.sum(), x.clone());
+        assert_eq!(y, Tensor::zeros(1, 1), "sum of {r}x{c}");
+        assert_eq!(g, Tensor::zeros(r, c));
+        assert_eq!(t, Tensor::zeros(1, 1));
+        let (y, _, t) = reduce_at(|x| x.sum_axis(0), x.clone());
+        assert_eq!(y, Tensor::zeros(1, c), "sum_axis(0) of {r}x{c}");
+        assert_eq!(t, Tensor::zeros(1, c));
+        let (y, _, t) = reduce_at(|x| x.sum_axis(1), x.clone());
+        assert_eq!(y, Tensor::zeros(r, 1), "sum_axis(1) of {r}x{c}");
+        assert_eq!(t, Tensor::zeros(r, 1));
+        // The un-broadcasting of a bias gradient over an empty batch is the same reduction.
+        let (y, _, _) = reduce_at(|x| x.sum_to(1, c), x);
+        assert_eq!(y, Tensor::zeros(1, c));
+    }
+    // A row of zeros summed over an empty batch still adds to what it is added to.
+    let tape = Tape::<f64>::new();
+    let x = tape.var(Tensor::zeros(0, 2));
+    let b = tape.var(Tensor::from_f64s(1, 2, &[1.0, -2.0]));
+    let loss = ((x + b).sum_axis(0) + b).sum();
+    assert_eq!(loss.item(), -1.0);
+    let g = tape.grad(loss, &[x, b]).unwrap();
+    assert_eq!(g[0].shape(), (0, 2));
+    // Only the direct term reaches b: the broadcast over no rows contributes nothing.
+    assert_eq!(g[1].as_slice(), &[1.0, 1.0]);
+}
+
+#[test]
+fn means_over_an_empty_batch_are_nan_like_pytorch() {
+    let (y, g, t) = reduce_at(|x| x.mean(), Tensor::zeros(0, 3));
+    assert!(y.item().is_nan() && t.item().is_nan());
+    assert_eq!(g.shape(), (0, 3));
+    let (y, _, _) = reduce_at(|x| x.mean_axis(0), Tensor::zeros(0, 3));
+    assert_eq!(y.shape(), (1, 3));
+    assert!(y.as_slice().iter().all(|v| v.is_nan()));
+    let (y, _, _) = reduce_at(|x| x.mean_axis(1), Tensor::zeros(2, 0));
+    assert_eq!(y.shape(), (2, 1));
+    assert!(y.as_slice().iter().all(|v| v.is_nan()));
+    // Means over a non-empty axis of an empty batch are empty, not NaN.
+    let (y, _, _) = reduce_at(|x| x.mean_axis(1), Tensor::zeros(0, 3));
+    assert_eq!(y.shape(), (0, 1));
+}
+
+#[test]
+fn row_reductions_of_empty_inputs_are_empty_or_reduce_nothing() {
+    // logsumexp over no columns is log 0 = −∞ (as in PyTorch); over an empty batch it is empty.
+    let (y, g, t) = reduce_at(|x| x.logsumexp(), Tensor::zeros(2, 0));
+    assert_eq!(y.as_slice(), &[f64::NEG_INFINITY, f64::NEG_INFINITY]);
+    assert_eq!((g.shape(), t.shape()), ((2, 0), (2, 1)));
+    let (y, g, _) = reduce_at(|x| x.logsumexp(), Tensor::zeros(0, 3));
+    assert_eq!((y.shape(), g.shape()), ((0, 1), (0, 3)));
+    let (y, _, _) = reduce_at(|x| x.log_normal(), Tensor::zeros(0, 2));
+    assert_eq!(y.shape(), (0, 1));
+    let (y, _, _) = reduce_at(|x| x.row_sq_norm(), Tensor::zeros(3, 0));
+    assert_eq!(y, Tensor::zeros(3, 1));
+}
+
+#[test]
+fn empty_batch_derivatives_check_against_finite_differences() {
+    // A loss that mixes an empty batch with parameters: its derivatives are those of the
+    // parameter terms alone, to second order.
+    let f = tape_fn::<f64, _>(|_, v| {
+        let (x, w, b) = (v[0], v[1], v[2]);
+        let h = x.linear(w, b).tanh();
+        vec![h.sum_axis(0) + b.sin(), h.sum() + w.square().sum()]
+    });
+    let xs = [
+        Tensor::zeros(0, 2),
+        Tensor::from_f64s(3, 2, &[0.3, -0.2, 0.5, 0.1, -0.4, 0.7]),
+        Tensor::from_f64s(1, 3, &[0.1, -0.6, 0.2]),
+    ];
+    check_grads(&f, &xs, 2, &CheckOpts::default()).unwrap();
+}
