@@ -28,6 +28,9 @@ pub(crate) struct Node<E: Element> {
     pub(crate) inputs: SmallVec<[u32; 2]>,
     pub(crate) value: Tensor<E>,
     pub(crate) requires_grad: bool,
+    /// The tape's generation when this node was pushed. A [`Var`] carries the generation of
+    /// its node, so after `clear` or `truncate` reuses the id for a new node the two differ.
+    pub(crate) gen: u32,
 }
 
 /// Free buffers by length, so a cleared tape reuses its memory instead of allocating.
@@ -59,6 +62,51 @@ impl<E: Element> Pool<E> {
 struct Inner<E: Element> {
     nodes: Vec<Node<E>>,
     pool: Pool<E>,
+    /// Generation of the nodes pushed from now on: bumped whenever `clear` or `truncate` drops
+    /// nodes, so that an id freed by them and reused is told apart from the node it used to name.
+    gen: u32,
+}
+
+impl<E: Element> Inner<E> {
+    /// The node `x` names, or a panic naming `op` if `x` is stale: its node was dropped by
+    /// `clear` or `truncate` (the id is past the end, or names a node of a later generation).
+    /// Costs one bounds check and one integer compare.
+    #[inline]
+    fn node(&self, x: Var<'_, E>, op: &str) -> &Node<E> {
+        resolve(&self.nodes, self.gen, x, op)
+    }
+
+    /// A handle to node `id`, which must be on the tape (ids taken from the tape itself).
+    #[inline]
+    fn handle<'t>(&self, tape: &'t Tape<E>, id: u32) -> Var<'t, E> {
+        Var {
+            tape,
+            id,
+            gen: self.nodes[id as usize].gen,
+        }
+    }
+}
+
+/// [`Inner::node`] on the node list alone, for callers that also borrow the pool.
+#[inline]
+fn resolve<'n, E: Element>(nodes: &'n [Node<E>], now: u32, x: Var<'_, E>, op: &str) -> &'n Node<E> {
+    lookup(nodes, x).unwrap_or_else(|| stale(x, now, op))
+}
+
+/// The node `x` names, or `None` if its id is past the end or was reused by a later generation.
+#[inline]
+fn lookup<'n, E: Element>(nodes: &'n [Node<E>], x: Var<'_, E>) -> Option<&'n Node<E>> {
+    nodes.get(x.id as usize).filter(|n| n.gen == x.gen)
+}
+
+#[cold]
+#[inline(never)]
+fn stale<E: Element>(x: Var<'_, E>, now: u32, op: &str) -> ! {
+    panic!(
+        "{op}: stale Var #{}: it is from before a Tape::clear (or a truncate) that dropped its \
+         node (Var generation {}, tape now at generation {now})",
+        x.id, x.gen
+    )
 }
 
 /// A recording of tensor operations, differentiable in reverse and forward mode to any order.
@@ -97,6 +145,7 @@ impl<E: Element> Tape<E> {
                 pool: Pool {
                     free: HashMap::new(),
                 },
+                gen: 0,
             }),
             no_grad: Cell::new(0),
             creating_graph: Cell::new(true),
@@ -113,20 +162,29 @@ impl<E: Element> Tape<E> {
         self.len() == 0
     }
 
-    /// Drops every node, keeping the buffers for reuse. Every `Var` of this tape becomes invalid.
+    /// Drops every node, keeping the buffers for reuse. Every `Var` of this tape becomes
+    /// invalid: using one afterwards panics (it is never read as whichever new node took its id).
     pub fn clear(&self) {
         self.truncate(0);
     }
 
     /// Drops the nodes from `len` on (keeping their buffers); `Var`s created after the tape had
-    /// `len` nodes become invalid. Use with [`len`](Tape::len) as a mark.
+    /// `len` nodes become invalid (using one panics), those created before stay valid. Use with
+    /// [`len`](Tape::len) as a mark.
     pub fn truncate(&self, len: usize) {
         let mut inner = self.inner.borrow_mut();
-        let Inner { nodes, pool } = &mut *inner;
+        let Inner { nodes, pool, gen } = &mut *inner;
+        if nodes.len() <= len {
+            return;
+        }
         while nodes.len() > len {
             let node = nodes.pop().expect("non-empty");
             pool.give(node.value.into_vec());
         }
+        // The freed ids will be reused; nodes pushed from now on get a new generation, so the
+        // dropped nodes' Vars no longer match them. Wrapping after 2³² truncations could only
+        // let a Var that is stale by exactly that many generations through.
+        *gen = gen.wrapping_add(1);
     }
 
     /// Bytes held by the node values currently on the tape (not counting the free pool).
@@ -249,7 +307,7 @@ impl<E: Element> Tape<E> {
             let inner = self.inner.borrow();
             let vals: SmallVec<[&Tensor<E>; 8]> = inputs
                 .iter()
-                .map(|x| &inner.nodes[x.id as usize].value)
+                .map(|x| &inner.node(*x, op.name()).value)
                 .collect();
             op.forward(&vals)?
         };
@@ -257,6 +315,7 @@ impl<E: Element> Tape<E> {
         let n = outs.len();
         let mut inner = self.inner.borrow_mut();
         let id = inner.nodes.len() as u32;
+        let gen = inner.gen;
         // Under `no_grad` the op keeps no inputs, so its outputs are constants.
         let recorded = if self.no_grad.get() > 0 {
             SmallVec::new()
@@ -268,6 +327,7 @@ impl<E: Element> Tape<E> {
             inputs: recorded,
             value: Tensor::zeros(0, 0),
             requires_grad: rg,
+            gen,
         });
         let mut vars = Vec::with_capacity(n);
         for (k, v) in outs.into_iter().enumerate() {
@@ -277,10 +337,12 @@ impl<E: Element> Tape<E> {
                 inputs: smallvec::smallvec![id],
                 value: v,
                 requires_grad: rg,
+                gen,
             });
             vars.push(Var {
                 tape: self,
                 id: oid,
+                gen,
             });
         }
         Ok(vars)
@@ -297,16 +359,28 @@ impl<E: Element> Tape<E> {
     fn push_leaf_raw(&self, value: Tensor<E>, requires_grad: bool) -> Var<'_, E> {
         let mut inner = self.inner.borrow_mut();
         let id = inner.nodes.len() as u32;
+        let gen = inner.gen;
         inner.nodes.push(Node {
             kind: Kind::Leaf,
             inputs: SmallVec::new(),
             value,
             requires_grad,
+            gen,
         });
-        Var { tape: self, id }
+        Var {
+            tape: self,
+            id,
+            gen,
+        }
     }
 
+    /// Panics unless `x` is on this tape (not another) and not stale.
     fn check_same(&self, x: Var<'_, E>, op: &str) {
+        self.check_tape(x, op);
+        self.inner.borrow().node(x, op);
+    }
+
+    fn check_tape(&self, x: Var<'_, E>, op: &str) {
         assert!(
             std::ptr::eq(x.tape, self),
             "{op}: operand belongs to a different tape"
@@ -316,21 +390,30 @@ impl<E: Element> Tape<E> {
     /// Records a primitive: validates shapes, runs the forward kernel into a pooled buffer.
     pub(crate) fn push_prim<'t>(&'t self, prim: Prim<E>, inputs: &[Var<'t, E>]) -> Var<'t, E> {
         for x in inputs {
-            self.check_same(*x, prim.name());
+            self.check_tape(*x, prim.name());
         }
         let mut inner = self.inner.borrow_mut();
-        let Inner { nodes, pool } = &mut *inner;
+        let Inner { nodes, pool, gen } = &mut *inner;
+        let gen = *gen;
         let (value, rg) = {
-            let vals: SmallVec<[&Tensor<E>; 4]> =
-                inputs.iter().map(|x| &nodes[x.id as usize].value).collect();
+            // Resolving each operand checks that it is not stale.
+            let ins: SmallVec<[&Node<E>; 4]> = inputs
+                .iter()
+                .map(|x| resolve(nodes, gen, *x, prim.name()))
+                .collect();
+            let vals: SmallVec<[&Tensor<E>; 4]> = ins.iter().map(|n| &n.value).collect();
             let (r, c) = prim.out_shape(&vals);
             let mut out = Tensor::from_parts(r, c, pool.take(r * c));
             prim.forward(&vals, &mut out);
-            let rg = self.no_grad.get() == 0
-                && inputs.iter().any(|x| nodes[x.id as usize].requires_grad);
+            let rg = self.no_grad.get() == 0 && ins.iter().any(|n| n.requires_grad);
             (out, rg)
         };
         let id = nodes.len() as u32;
+        let var = Var {
+            tape: self,
+            id,
+            gen,
+        };
         if self.no_grad.get() > 0 {
             // Under `no_grad` a result is a constant: no derivative can flow through it.
             nodes.push(Node {
@@ -338,27 +421,64 @@ impl<E: Element> Tape<E> {
                 inputs: SmallVec::new(),
                 value,
                 requires_grad: false,
+                gen,
             });
-            return Var { tape: self, id };
+            return var;
         }
         nodes.push(Node {
             kind: Kind::Prim(prim),
             inputs: inputs.iter().map(|x| x.id).collect(),
             value,
             requires_grad: rg,
+            gen,
         });
-        Var { tape: self, id }
+        var
     }
 
-    pub(crate) fn with_node<R>(&self, id: u32, f: impl FnOnce(&Node<E>) -> R) -> R {
+    /// Runs `f` on the node `x` names, panicking if `x` is stale (its node was dropped by
+    /// [`clear`](Tape::clear) or [`truncate`](Tape::truncate)). `x` must be of this tape.
+    pub(crate) fn with_var<R>(
+        &self,
+        x: Var<'_, E>,
+        what: &str,
+        f: impl FnOnce(&Node<E>) -> R,
+    ) -> R {
         let inner = self.inner.borrow();
-        let node = inner.nodes.get(id as usize).unwrap_or_else(|| {
-            panic!(
-                "Var #{id} is not on this tape (it has {} nodes): was the tape cleared?",
-                inner.nodes.len()
-            )
-        });
-        f(node)
+        f(inner.node(x, what))
+    }
+
+    /// The shape of `x`'s value, or `None` if `x` is stale (for formatting, which must not panic).
+    pub(crate) fn try_shape(&self, x: Var<'_, E>) -> Option<(usize, usize)> {
+        lookup(&self.inner.borrow().nodes, x).map(|n| n.value.shape())
+    }
+
+    /// Runs `f` on node `id`, an id taken from the tape itself (an input list, a sweep range).
+    fn with_node<R>(&self, id: u32, f: impl FnOnce(&Node<E>) -> R) -> R {
+        f(&self.inner.borrow().nodes[id as usize])
+    }
+
+    /// What a sweep needs of node `id`: its kind, its input ids, handles to its inputs and a
+    /// handle to itself (each carrying its node's generation), read under one borrow.
+    #[allow(clippy::type_complexity)]
+    fn sweep_node<'t>(
+        &'t self,
+        id: u32,
+    ) -> (
+        Kind<E>,
+        SmallVec<[u32; 2]>,
+        SmallVec<[Var<'t, E>; 4]>,
+        Var<'t, E>,
+    ) {
+        let inner = self.inner.borrow();
+        let n = &inner.nodes[id as usize];
+        let xs = n.inputs.iter().map(|&j| inner.handle(self, j)).collect();
+        (n.kind.clone(), n.inputs.clone(), xs, inner.handle(self, id))
+    }
+
+    /// Handles to the `n` output nodes that follow the custom-op node `id`.
+    fn custom_outputs<'t>(&'t self, id: u32, n: usize) -> Vec<Var<'t, E>> {
+        let inner = self.inner.borrow();
+        (1..=n as u32).map(|k| inner.handle(self, id + k)).collect()
     }
 
     // ---------------------------------------------------------------- transforms
@@ -504,12 +624,13 @@ impl<E: Element> Tape<E> {
             outputs.len(),
             cts.len()
         );
-        let Some(start) = xs.iter().map(|x| x.id).min() else {
-            return Ok(Vec::new());
-        };
+        // Every handle is checked before its id is used as an index.
         for x in xs.iter().chain(outputs).chain(cts) {
             self.check_same(*x, "vjp");
         }
+        let Some(start) = xs.iter().map(|x| x.id).min() else {
+            return Ok(Vec::new());
+        };
         let end = outputs.iter().map(|o| o.id).max().unwrap_or(0);
         if end < start {
             return Ok(vec![None; xs.len()]);
@@ -552,9 +673,7 @@ impl<E: Element> Tape<E> {
             if !active[slot] || (cot[slot].is_none() && !multi.contains_key(&id)) {
                 continue;
             }
-            let (kind, inputs) = self.with_node(id, |n| (n.kind.clone(), n.inputs.clone()));
-            let xs_in: SmallVec<[Var<'t, E>; 4]> =
-                inputs.iter().map(|&j| Var { tape: self, id: j }).collect();
+            let (kind, inputs, xs_in, y) = self.sweep_node(id);
             let needs: SmallVec<[bool; 4]> = inputs
                 .iter()
                 .map(|&j| j >= start && active[(j - start) as usize])
@@ -566,7 +685,7 @@ impl<E: Element> Tape<E> {
                         continue;
                     }
                     let g = cot[slot].expect("checked");
-                    let gs = p.vjp(&xs_in, Var { tape: self, id }, g, &needs);
+                    let gs = p.vjp(&xs_in, y, g, &needs);
                     for ((&j, gj), &need) in inputs.iter().zip(gs).zip(&needs) {
                         if let (Some(gj), true) = (gj, need) {
                             accumulate(&mut cot[(j - start) as usize], gj);
@@ -588,12 +707,7 @@ impl<E: Element> Tape<E> {
                     if !needs.iter().any(|&b| b) {
                         continue;
                     }
-                    let outs: Vec<Var<'t, E>> = (1..=n as u32)
-                        .map(|k| Var {
-                            tape: self,
-                            id: id + k,
-                        })
-                        .collect();
+                    let outs = self.custom_outputs(id, n);
                     let gs = op.vjp(&xs_in, &outs, &cs, &needs)?;
                     assert_eq!(
                         gs.len(),
@@ -622,12 +736,13 @@ impl<E: Element> Tape<E> {
         xs: &[Var<'t, E>],
         ts: &[Var<'t, E>],
     ) -> Result<Vec<Option<Var<'t, E>>>> {
-        let Some(start) = xs.iter().map(|x| x.id).min() else {
-            return Ok(vec![None; outputs.len()]);
-        };
+        // Every handle is checked before its id is used as an index.
         for x in xs.iter().chain(outputs).chain(ts) {
             self.check_same(*x, "jvp");
         }
+        let Some(start) = xs.iter().map(|x| x.id).min() else {
+            return Ok(vec![None; outputs.len()]);
+        };
         let end = outputs.iter().map(|o| o.id).max().unwrap_or(0);
         if end < start {
             return Ok(vec![None; outputs.len()]);
@@ -676,7 +791,7 @@ impl<E: Element> Tape<E> {
             if !needed[slot] || seeded[slot] {
                 continue;
             }
-            let (kind, inputs) = self.with_node(id, |n| (n.kind.clone(), n.inputs.clone()));
+            let (kind, inputs, xs_in, y) = self.sweep_node(id);
             let tin: SmallVec<[Option<Var<'t, E>>; 4]> = inputs
                 .iter()
                 .map(|&j| {
@@ -693,22 +808,13 @@ impl<E: Element> Tape<E> {
                     if tin.iter().all(|t| t.is_none()) {
                         continue;
                     }
-                    let xs_in: SmallVec<[Var<'t, E>; 4]> =
-                        inputs.iter().map(|&j| Var { tape: self, id: j }).collect();
-                    tan[slot] = p.jvp(&xs_in, Var { tape: self, id }, &tin);
+                    tan[slot] = p.jvp(&xs_in, y, &tin);
                 }
                 Kind::Custom(op, nout) => {
                     if tin.iter().all(|t| t.is_none()) {
                         continue;
                     }
-                    let xs_in: Vec<Var<'t, E>> =
-                        inputs.iter().map(|&j| Var { tape: self, id: j }).collect();
-                    let outs: Vec<Var<'t, E>> = (1..=nout as u32)
-                        .map(|k| Var {
-                            tape: self,
-                            id: id + k,
-                        })
-                        .collect();
+                    let outs = self.custom_outputs(id, nout);
                     let res = op.jvp(&xs_in, &outs, &tin)?;
                     assert_eq!(
                         res.len(),

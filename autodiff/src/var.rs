@@ -6,7 +6,10 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 use crate::ops::{Fun, Prim};
 use crate::{Element, Tape, Tensor};
 
-/// A handle to a value recorded on a [`Tape`]. Cheap to copy; valid until the tape is cleared.
+/// A handle to a value recorded on a [`Tape`]. Cheap to copy (a pointer and two integers);
+/// valid until the tape is cleared, or truncated below it. Using a handle after that panics:
+/// it carries the generation of its node, checked whenever it is resolved, so it is never
+/// silently read as the new node that took over its id.
 ///
 /// Binary operators broadcast a `1 × c` row, an `r × 1` column or a `1 × 1` scalar against the
 /// other operand inside the kernel (nothing is materialised; gradients are summed back).
@@ -14,12 +17,17 @@ use crate::{Element, Tape, Tensor};
 pub struct Var<'t, E: Element> {
     pub(crate) tape: &'t Tape<E>,
     pub(crate) id: u32,
+    /// The tape's generation when the node was recorded (see [`Tape::clear`]).
+    pub(crate) gen: u32,
 }
 
 impl<E: Element> fmt::Debug for Var<'_, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (r, c) = self.shape();
-        write!(f, "Var#{}({r}x{c})", self.id)
+        // Formatting must not panic, so a stale handle is shown as such.
+        match self.tape.try_shape(*self) {
+            Some((r, c)) => write!(f, "Var#{}({r}x{c})", self.id),
+            None => write!(f, "Var#{}(stale, generation {})", self.id, self.gen),
+        }
     }
 }
 
@@ -36,17 +44,18 @@ impl<'t, E: Element> Var<'t, E> {
 
     /// `(rows, cols)`.
     pub fn shape(&self) -> (usize, usize) {
-        self.tape.with_node(self.id, |n| n.value.shape())
+        self.tape.with_var(*self, "Var::shape", |n| n.value.shape())
     }
 
     /// A copy of the value.
     pub fn value(&self) -> Tensor<E> {
-        self.tape.with_node(self.id, |n| n.value.clone())
+        self.tape.with_var(*self, "Var::value", |n| n.value.clone())
     }
 
     /// Runs `f` on the value without copying it. `f` must not record on the tape.
     pub fn with_value<R>(&self, f: impl FnOnce(&Tensor<E>) -> R) -> R {
-        self.tape.with_node(self.id, |n| f(&n.value))
+        self.tape
+            .with_var(*self, "Var::with_value", |n| f(&n.value))
     }
 
     /// The single element of a `1 × 1` value.
@@ -56,7 +65,8 @@ impl<'t, E: Element> Var<'t, E> {
 
     /// Whether gradients flow to this value.
     pub fn requires_grad(&self) -> bool {
-        self.tape.with_node(self.id, |n| n.requires_grad)
+        self.tape
+            .with_var(*self, "Var::requires_grad", |n| n.requires_grad)
     }
 
     /// A constant copy of this value: gradients stop here (PyTorch's `detach`).
@@ -117,11 +127,11 @@ impl<'t, E: Element> Var<'t, E> {
     pub fn sqrt(self) -> Var<'t, E> {
         self.prim(Prim::Map(Fun::Sqrt))
     }
-    /// Absolute value (derivative sign(x), 0 at 0).
+    /// Absolute value (derivative sign(x), 0 at 0; NaN at NaN).
     pub fn abs(self) -> Var<'t, E> {
         self.prim(Prim::Map(Fun::Abs))
     }
-    /// max(x, 0) (derivative 0 at 0).
+    /// max(x, 0) (derivative 0 at 0). NaN stays NaN, and so does its derivative.
     pub fn relu(self) -> Var<'t, E> {
         self.prim(Prim::Map(Fun::Relu))
     }
@@ -175,13 +185,19 @@ impl<'t, E: Element> Var<'t, E> {
     }
 
     // ---- reductions and shapes
+    //
+    // Reductions accept empty axes (a batch of 0 rows, 0 features): a sum over nothing is 0
+    // of the reduced shape, so `mean` and `mean_axis` over an empty axis are 0 · (1/0) = NaN,
+    // as in PyTorch and NumPy, and `logsumexp` over no columns is ln 0 = −∞. Their VJPs and
+    // JVPs are the same ops on the empty shapes.
 
-    /// Sum of all elements (`1 × 1`).
+    /// Sum of all elements (`1 × 1`); 0 for an empty tensor.
     pub fn sum(self) -> Var<'t, E> {
         self.sum_to(1, 1)
     }
     /// Sum along an axis, keeping it as size 1: `axis = 0` sums over rows (→ `1 × c`),
-    /// `axis = 1` over columns (→ `r × 1`).
+    /// `axis = 1` over columns (→ `r × 1`). Summing over an empty axis gives zeros (`sum_axis(0)`
+    /// of a `0 × c` batch is a `1 × c` row of zeros); [`mean_axis`](Var::mean_axis) of it is NaN.
     pub fn sum_axis(self, axis: usize) -> Var<'t, E> {
         let (r, c) = self.shape();
         match axis {

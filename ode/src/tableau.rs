@@ -4,7 +4,7 @@
 //! methods are [`SdirkTableau`]s run by the Newton stepper. Every constant cites its source;
 //! [`Tableau::validate`] and [`SdirkTableau::validate`] check the numbers, including the
 //! order conditions of every rooted tree up to the claimed order (Butcher 1963; Hairer,
-//! Nørsett & Wanner 1993, Section II.2).
+//! Nørsett & Wanner 1993, Section II.2), for claims up to [`MAX_CHECKED_ORDER`].
 #![allow(clippy::excessive_precision)] // published digits are kept verbatim for checking
 
 use crate::OdeError;
@@ -494,90 +494,227 @@ pub const SDIRK2: SdirkTableau = SdirkTableau {
 
 // ------------------------------------------------------------------------------- validation
 
-/// A rooted tree, stored as the multiset of its subtrees (indices into the list of smaller
-/// trees), with its order `|t|` and density `γ(t)`.
-struct Tree {
-    order: usize,
-    children: Vec<usize>,
-    density: f64,
+/// The highest order whose order conditions [`Tableau::validate`], [`SdirkTableau::validate`],
+/// [`order_residual`] and [`tree_counts`] will check.
+///
+/// There is one condition per rooted tree, and their number grows about threefold per order
+/// (32 973 trees of order 14, 634 847 of order 17; OEIS A000081), so a claimed order far beyond
+/// any practical method would take minutes and gigabytes to check. Practical methods stay well
+/// below 14 (DOP853, the highest order here, is 8; Feagin's high-order pairs reach 12 and 14),
+/// and the 53 272 conditions up to order 14 are checked in well under a second even for a
+/// tableau with dozens of stages. Claims above it are refused with
+/// [`OdeError::InvalidTableau`] rather than checked.
+pub const MAX_CHECKED_ORDER: usize = 14;
+
+/// The rooted trees, generated one order at a time together with each tree's elementary
+/// weight vector for a coefficient matrix `a` (Butcher 1963; Hairer, Nørsett & Wanner 1993,
+/// Section II.2).
+///
+/// A tree of order `n` is a root with a multiset of subtrees whose orders sum to `n − 1`; its
+/// weight is `Φ(t) = Π_children A Φ(child)` (elementwise over stages) and its density
+/// `γ(t) = n Π_children γ(child)`. Only `A Φ(t)` and `γ(t)` of the smaller trees are kept,
+/// which is all the larger ones are built from, and each multiset is enumerated exactly once
+/// as a non-decreasing list of tree indices.
+struct TreeWalk<'a> {
+    /// Full rows of the coefficient matrix (missing entries are zero).
+    a: &'a [Vec<f64>],
+    /// Number of stages (0 when only counting trees).
+    s: usize,
+    /// Trees of order `k` are the indices `first[k]..first[k + 1]`; `first[1] = 0`.
+    first: Vec<usize>,
+    /// Order of every kept tree.
+    order: Vec<usize>,
+    /// Density `γ(t)` of every kept tree.
+    density: Vec<f64>,
+    /// `A Φ(t)` of every kept tree, `s` values each.
+    a_phi: Vec<f64>,
 }
 
-/// All rooted trees up to `max_order` (1, 1, 2, 4, 9, 20, 48, 115, ... of each order),
-/// ordered by order. Each tree is generated once, as a non-decreasing list of subtree indices.
-fn rooted_trees(max_order: usize) -> Vec<Tree> {
-    let mut trees = vec![Tree {
-        order: 1,
-        children: Vec::new(),
-        density: 1.0,
-    }];
-    for n in 2..=max_order {
-        let known = trees.len();
-        let mut found = Vec::new();
-        let mut stack = Vec::new();
-        extend_forests(&trees[..known], n - 1, 0, &mut stack, &mut found);
-        for children in found {
-            let density = n as f64 * children.iter().map(|&c| trees[c].density).product::<f64>();
-            trees.push(Tree {
-                order: n,
-                children,
-                density,
-            });
+impl<'a> TreeWalk<'a> {
+    fn new(a: &'a [Vec<f64>], s: usize) -> Self {
+        TreeWalk {
+            a,
+            s,
+            first: vec![0, 0],
+            order: Vec::new(),
+            density: Vec::new(),
+            a_phi: Vec::new(),
         }
     }
-    trees
+
+    /// Calls `each(Φ(t), γ(t))` for every tree of order `n`, the next order not yet walked,
+    /// and, if `keep`, keeps what order `n + 1` will need (the `A Φ` products are the costly
+    /// part, so the last order walked skips them; no order may be walked after one that was
+    /// not kept). Returns the number of trees of order `n`.
+    fn next_order(&mut self, keep: bool, each: &mut dyn FnMut(&[f64], f64)) -> usize {
+        let n = self.first.len() - 1;
+        let s = self.s;
+        let mut density = Vec::new();
+        let mut a_phi = Vec::new();
+        {
+            let a = self.a;
+            let mut visit = |phi: &[f64], gamma: f64| {
+                each(phi, gamma);
+                density.push(gamma);
+                if !keep {
+                    return;
+                }
+                a_phi.extend((0..s).map(|i| {
+                    (0..s)
+                        .map(|j| a[i].get(j).copied().unwrap_or(0.0) * phi[j])
+                        .sum::<f64>()
+                }));
+            };
+            // scratch[d] is the product of the A Φ of the first d chosen subtrees.
+            let mut scratch = vec![vec![1.0; s]; n];
+            if n == 1 {
+                visit(&scratch[0], 1.0);
+            } else {
+                self.forests(n - 1, 0, 0, n as f64, &mut scratch, &mut visit);
+            }
+        }
+        let count = density.len();
+        if !keep {
+            return count;
+        }
+        self.order.extend(std::iter::repeat_n(n, count));
+        self.density.extend(density);
+        self.a_phi.extend(a_phi);
+        self.first.push(self.first[n] + count);
+        count
+    }
+
+    /// Extends the forest in `scratch[d]` (density product `gamma`) by subtrees with index at
+    /// least `min` and total order `rest`, calling `out` on every completed forest.
+    fn forests(
+        &self,
+        rest: usize,
+        min: usize,
+        d: usize,
+        gamma: f64,
+        scratch: &mut [Vec<f64>],
+        out: &mut dyn FnMut(&[f64], f64),
+    ) {
+        if rest == 0 {
+            out(&scratch[d], gamma);
+            return;
+        }
+        // The next subtree has order `o ≥` that of the previous one, so what remains after it
+        // can be filled only if `o = rest` or `rest − o ≥ o`: skipping the orders in between
+        // keeps every step of the walk on the way to a tree.
+        let small = min..self.first[rest / 2 + 1].max(min);
+        let whole = self.first[rest].max(min)..self.first[rest + 1];
+        for t in small.chain(whole) {
+            let (done, next) = scratch.split_at_mut(d + 1);
+            let ap = &self.a_phi[t * self.s..(t + 1) * self.s];
+            for ((x, &p), &q) in next[0].iter_mut().zip(&done[d]).zip(ap) {
+                *x = p * q;
+            }
+            let g = gamma * self.density[t];
+            self.forests(rest - self.order[t], t, d + 1, g, scratch, out);
+        }
+    }
 }
 
-/// Collects every non-decreasing list of tree indices (from `min` on) of total order `rest`.
-fn extend_forests(
-    trees: &[Tree],
-    rest: usize,
-    min: usize,
-    stack: &mut Vec<usize>,
-    out: &mut Vec<Vec<usize>>,
-) {
-    if rest == 0 {
-        out.push(stack.clone());
-        return;
-    }
-    for (i, t) in trees.iter().enumerate().skip(min) {
-        if t.order <= rest {
-            stack.push(i);
-            extend_forests(trees, rest - t.order, i, stack, out);
-            stack.pop();
+/// Panics (a programming error, as for a shape mismatch) when `order` is above
+/// [`MAX_CHECKED_ORDER`]; the `validate` methods check first and return an error instead.
+fn assert_checkable(order: usize, what: &str) {
+    assert!(
+        order <= MAX_CHECKED_ORDER,
+        "{what}: order {order} is above MAX_CHECKED_ORDER = {MAX_CHECKED_ORDER} (the number of \
+         rooted trees grows about threefold per order)"
+    );
+}
+
+/// Largest residual `|bᵀ Φ(t) − 1/γ(t)|` among the trees of each order `1..=order`, one entry
+/// per order, stopping after the first order whose residual exceeds `stop` (or is NaN).
+fn residuals_by_order(a: &[Vec<f64>], b: &[f64], order: usize, stop: f64) -> Vec<f64> {
+    let mut walk = TreeWalk::new(a, b.len());
+    let mut out = Vec::with_capacity(order);
+    for n in 1..=order {
+        let mut worst = 0.0f64;
+        walk.next_order(n < order, &mut |phi, gamma| {
+            let val: f64 = b.iter().zip(phi).map(|(bi, p)| bi * p).sum();
+            let r = (val - 1.0 / gamma).abs();
+            // NaN must win: `f64::max` would drop it and pass a tableau of NaNs.
+            if violates(r, worst) {
+                worst = r;
+            }
+        });
+        out.push(worst);
+        if violates(worst, stop) {
+            break;
         }
     }
+    out
+}
+
+/// Whether a residual fails a tolerance; NaN always does.
+fn violates(r: f64, tol: f64) -> bool {
+    r > tol || r.is_nan()
+}
+
+/// The first order in `1..=order` whose conditions are violated by more than `tol`, with its
+/// residual.
+fn first_violation(a: &[Vec<f64>], b: &[f64], order: usize, tol: f64) -> Option<(usize, f64)> {
+    let r = residuals_by_order(a, b, order, tol);
+    r.iter()
+        .position(|&r| violates(r, tol))
+        .map(|k| (k + 1, r[k]))
 }
 
 /// Largest residual `|bᵀ Φ(t) − 1/γ(t)|` over the rooted trees of order ≤ `order`, for the
 /// (full, possibly implicit) coefficient matrix `a` (`a[i][j]`, missing entries are zero).
+/// NaN if any residual is NaN.
+///
+/// # Panics
+///
+/// If `order` is above [`MAX_CHECKED_ORDER`].
 pub fn order_residual(a: &[Vec<f64>], b: &[f64], order: usize) -> f64 {
-    let s = b.len();
-    let trees = rooted_trees(order);
-    let mut phi: Vec<Vec<f64>> = Vec::with_capacity(trees.len());
-    let mut worst = 0.0f64;
-    for t in &trees {
-        let mut u = vec![1.0; s];
-        for &ch in &t.children {
-            for (i, ui) in u.iter_mut().enumerate() {
-                let au: f64 = (0..s)
-                    .map(|j| a[i].get(j).copied().unwrap_or(0.0) * phi[ch][j])
-                    .sum();
-                *ui *= au;
-            }
-        }
-        let val: f64 = b.iter().zip(&u).map(|(bi, ui)| bi * ui).sum();
-        worst = worst.max((val - 1.0 / t.density).abs());
-        phi.push(u);
-    }
-    worst
+    assert_checkable(order, "order_residual");
+    residuals_by_order(a, b, order, f64::INFINITY)
+        .into_iter()
+        .fold(0.0, |w, r| if violates(r, w) { r } else { w })
 }
 
 /// Number of rooted trees of each order `1..=max_order` (A000081: 1, 1, 2, 4, 9, 20, 48, 115).
+///
+/// # Panics
+///
+/// If `max_order` is above [`MAX_CHECKED_ORDER`].
 pub fn tree_counts(max_order: usize) -> Vec<usize> {
-    let trees = rooted_trees(max_order);
+    assert_checkable(max_order, "tree_counts");
+    let mut walk = TreeWalk::new(&[], 0);
     (1..=max_order)
-        .map(|n| trees.iter().filter(|t| t.order == n).count())
+        .map(|_| walk.next_order(true, &mut |_, _| {}))
         .collect()
+}
+
+/// Refuses a claimed order that is too high to check (see [`MAX_CHECKED_ORDER`]).
+fn check_claim(order: usize, name: &str, what: &str) -> Result<(), OdeError> {
+    check(order <= MAX_CHECKED_ORDER, name, || {
+        format!(
+            "claimed {what} {order} is above {MAX_CHECKED_ORDER}, the highest order whose \
+             conditions can be checked (see tableau::MAX_CHECKED_ORDER)"
+        )
+    })
+}
+
+/// Checks the order conditions of `b` up to `order`, naming the first order that fails.
+fn check_order(
+    a: &[Vec<f64>],
+    b: &[f64],
+    order: usize,
+    tol: f64,
+    name: &str,
+    what: &str,
+) -> Result<(), OdeError> {
+    match first_violation(a, b, order, tol) {
+        None => Ok(()),
+        Some((k, r)) => check(false, name, || {
+            format!("{what} {order} conditions violated by {r:e} (trees of order {k})")
+        }),
+    }
 }
 
 fn check(ok: bool, name: &str, what: impl FnOnce() -> String) -> Result<(), OdeError> {
@@ -618,9 +755,17 @@ impl Tableau {
     /// Checks the tableau to absolute tolerance `tol`: shapes, `Σ_j a_ij = c_i`, `Σ b = 1`,
     /// `Σ b_err = 0`, the FSAL flag, the dense output (`b_i(1) = b_i`), and the order
     /// conditions of all rooted trees up to `order` for `b` and up to `error_order` for `b̂`.
+    ///
+    /// A claimed `order` or `error_order` above [`MAX_CHECKED_ORDER`] is an error, found before
+    /// any work. The order conditions are checked one order at a time and the first order that
+    /// fails is reported, so an overstated claim fails as fast as the true order allows.
     pub fn validate(&self, tol: f64) -> Result<(), OdeError> {
         let n = self.name;
         let s = self.stages();
+        check_claim(self.order, n, "order")?;
+        if let Some(q) = self.error_order {
+            check_claim(q, n, "error order")?;
+        }
         check(self.a.len() == s && self.b.len() == s, n, || {
             format!(
                 "{s} nodes but {} rows of a and {} weights",
@@ -668,15 +813,9 @@ impl Tableau {
             }
         }
         let a = self.full_a();
-        let r = order_residual(&a, self.b, self.order);
-        check(r <= tol, n, || {
-            format!("order {} conditions violated by {r:e}", self.order)
-        })?;
+        check_order(&a, self.b, self.order, tol, n, "order")?;
         if let (Some(bh), Some(q)) = (self.b_hat(), self.error_order) {
-            let r = order_residual(&a, &bh, q);
-            check(r <= tol, n, || {
-                format!("embedded order {q} conditions violated by {r:e}")
-            })?;
+            check_order(&a, &bh, q, tol, n, "embedded order")?;
         }
         Ok(())
     }
@@ -690,10 +829,13 @@ impl SdirkTableau {
 
     /// Checks the tableau to absolute tolerance `tol`: shapes, constant diagonal `γ`,
     /// `Σ_j a_ij = c_i`, stiff accuracy (last row = `b`, last node 1), zero-sum error
-    /// weights, and the order conditions up to `order`.
+    /// weights, and the order conditions up to `order` (and those of the companion formula up
+    /// to `error_order`). Claimed orders above [`MAX_CHECKED_ORDER`] are an error.
     pub fn validate(&self, tol: f64) -> Result<(), OdeError> {
         let n = self.name;
         let s = self.stages();
+        check_claim(self.order, n, "order")?;
+        check_claim(self.error_order, n, "error order")?;
         check(
             self.a.len() == s && self.b.len() == s && self.b_err.len() == s,
             n,
@@ -719,10 +861,7 @@ impl SdirkTableau {
         let se: f64 = self.err_f0 + self.b_err.iter().sum::<f64>();
         check(se.abs() <= tol, n, || format!("error weights sum to {se}"))?;
         let a: Vec<Vec<f64>> = self.a.iter().map(|r| r.to_vec()).collect();
-        let r = order_residual(&a, self.b, self.order);
-        check(r <= tol, n, || {
-            format!("order {} conditions violated by {r:e}", self.order)
-        })?;
+        check_order(&a, self.b, self.order, tol, n, "order")?;
         // The companion formula ŷ = y₀ + h (−err_f0 f₀ + Σ (b_i − b_err_i) k_i), as a tableau
         // with f₀ as an extra explicit first stage, must have order `error_order` at least.
         let mut aug = vec![vec![0.0]];
@@ -733,12 +872,14 @@ impl SdirkTableau {
         }));
         let mut bh = vec![-self.err_f0];
         bh.extend(self.b.iter().zip(self.b_err).map(|(b, e)| b - e));
-        let r = order_residual(&aug, &bh, self.error_order);
-        check(r <= tol, n, || {
-            format!(
-                "error estimate is not O(h^{}) (companion residual {r:e})",
-                self.error_order + 1
-            )
-        })
+        match first_violation(&aug, &bh, self.error_order, tol) {
+            None => Ok(()),
+            Some((k, r)) => check(false, n, || {
+                format!(
+                    "error estimate is not O(h^{}) (companion residual {r:e} at order {k})",
+                    self.error_order + 1
+                )
+            }),
+        }
     }
 }

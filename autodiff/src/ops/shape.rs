@@ -91,9 +91,17 @@ pub(super) fn sum_to<E: Element>(x: &Tensor<E>, out: &mut Tensor<E>) {
     let (r, c) = out.shape();
     let src = x.as_slice();
     let dst = out.as_mut_slice();
+    // A sum over nothing is 0: an empty axis (a batch of 0 rows, or 0 features) reduces to
+    // zeros of the target shape, which is also what keeps its VJP (a broadcast back to the
+    // empty input) and JVP consistent.
+    if src.is_empty() {
+        dst.fill(E::ZERO);
+        return;
+    }
     match (r == xr, c == xc) {
         (true, true) => dst.copy_from_slice(src),
         (false, true) => {
+            // Over rows: start from the first row and add the others (xr ≥ 1, xc ≥ 1 here).
             dst.copy_from_slice(&src[..xc]);
             for row in src.chunks_exact(xc).skip(1) {
                 for (d, &s) in dst.iter_mut().zip(row) {
@@ -102,11 +110,8 @@ pub(super) fn sum_to<E: Element>(x: &Tensor<E>, out: &mut Tensor<E>) {
             }
         }
         (true, false) => {
-            for (d, row) in dst.iter_mut().zip(src.chunks_exact(xc.max(1))) {
+            for (d, row) in dst.iter_mut().zip(src.chunks_exact(xc)) {
                 *d = row.iter().copied().sum();
-            }
-            if xc == 0 {
-                dst.fill(E::ZERO);
             }
         }
         (false, false) => dst[0] = src.iter().copied().sum(),

@@ -21,9 +21,10 @@ pub enum Fun<E> {
     Softplus,
     /// √x; φ' = 1/(2y).
     Sqrt,
-    /// |x|; φ' = sign(x) (a constant: its own derivative is zero almost everywhere).
+    /// |x|; φ' = sign(x), 0 at 0 and NaN at NaN (a constant: its own derivative is zero
+    /// almost everywhere).
     Abs,
-    /// max(x, 0); φ' = 1 where x > 0, else 0 (a constant).
+    /// max(x, 0), NaN at NaN; φ' = 1 where x > 0, 0 where x ≤ 0, NaN at NaN (a constant).
     Relu,
     /// sin x; φ' = cos x.
     Sin,
@@ -62,7 +63,9 @@ impl<E: Element> Fun<E> {
             Fun::Softplus => E::vsoftplus(x, out),
             Fun::Sqrt => each(x, out, |v| v.sqrt()),
             Fun::Abs => each(x, out, |v| v.abs()),
-            Fun::Relu => each(x, out, |v| if v > E::ZERO { v } else { E::ZERO }),
+            // Written so that NaN fails the test and passes through (as in PyTorch and JAX):
+            // clamping it to 0 would hide a NaN produced upstream.
+            Fun::Relu => each(x, out, |v| if v <= E::ZERO { E::ZERO } else { v }),
             Fun::Sin => E::vsin(x, out),
             Fun::Cos => E::vcos(x, out),
             Fun::Powi(2) => each(x, out, |v| v * v),
@@ -90,10 +93,11 @@ impl<E: Element> Fun<E> {
             Fun::Sigmoid => y * y.rsub_scalar(E::ONE),
             Fun::Softplus => x.sigmoid(),
             Fun::Sqrt => y.powi(-1) * E::from_f64(0.5),
-            Fun::Abs => x.tape().constant(x.with_value(|v| v.map(E::sign))),
-            Fun::Relu => x
-                .tape()
-                .constant(x.with_value(|v| v.map(|a| if a > E::ZERO { E::ONE } else { E::ZERO }))),
+            // Both masks keep NaN where x is NaN: a derivative at a point that is not a number
+            // is not a number, and a 0 there would let a NaN in the forward pass vanish from
+            // the gradient.
+            Fun::Abs => x.tape().constant(x.with_value(|v| v.map(sign_or_nan))),
+            Fun::Relu => x.tape().constant(x.with_value(|v| v.map(step_or_nan))),
             Fun::Sin => x.cos(),
             Fun::Cos => -x.sin(),
             Fun::Powi(0) => x.tape().constant(x.with_value(|v| v.map(|_| E::ZERO))),
@@ -101,6 +105,30 @@ impl<E: Element> Fun<E> {
             Fun::Powi(n) => x.powi(n - 1) * E::from_f64(n as f64),
             Fun::Powf(p) => x.powf(p - E::ONE) * p,
         }
+    }
+}
+
+/// sign(a) ∈ {−1, 0, 1}, or `a` itself when it is NaN.
+fn sign_or_nan<E: Element>(a: E) -> E {
+    if a > E::ZERO {
+        E::ONE
+    } else if a < E::ZERO {
+        -E::ONE
+    } else if a == E::ZERO {
+        E::ZERO
+    } else {
+        a
+    }
+}
+
+/// The Heaviside step with H(0) = 0 (relu's derivative), or `a` itself when it is NaN.
+fn step_or_nan<E: Element>(a: E) -> E {
+    if a > E::ZERO {
+        E::ONE
+    } else if a <= E::ZERO {
+        E::ZERO
+    } else {
+        a
     }
 }
 
