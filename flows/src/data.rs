@@ -16,7 +16,6 @@
 //! ```
 
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
-use std::io::Write;
 use std::path::Path;
 
 use autodiff::{Element, Tensor};
@@ -421,6 +420,9 @@ fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
 
 /// Writes `x` as a NumPy `.npy` file (format 1.0, C order, shape `(rows, cols)`, dtype `<f4`
 /// for `f32` and `<f8` for `f64`), readable by `numpy.load` and [`load_npy`].
+///
+/// The file is replaced atomically ([`crate::io::write_atomic`]): on failure the error is a
+/// [`FlowError::Io`] naming `path` and a previous file at `path` is left intact.
 pub fn save_npy<E: Element>(path: impl AsRef<Path>, x: &Tensor<E>) -> Result<(), FlowError> {
     let path = path.as_ref();
     let wide = std::mem::size_of::<E>() == 8;
@@ -447,6 +449,5 @@ pub fn save_npy<E: Element>(path: impl AsRef<Path>, x: &Tensor<E>) -> Result<(),
             out.extend_from_slice(&(v.to_f64() as f32).to_le_bytes());
         }
     }
-    let mut f = std::fs::File::create(path).map_err(|e| FlowError::io(path, e))?;
-    f.write_all(&out).map_err(|e| FlowError::io(path, e))
+    crate::io::write_atomic(path, &out)
 }

@@ -349,10 +349,13 @@ impl<E: Element> Params<E> {
 
     /// Writes the store to a safetensors file (see [`to_safetensors`](Self::to_safetensors)).
     /// To write another precision, save a [`cast`](Self::cast) copy.
+    ///
+    /// The file is replaced atomically ([`crate::io::write_atomic`]): if the write fails
+    /// (disk full, file-size limit, ...) the error is a [`FlowError::Io`] naming `path` and a
+    /// previous file at `path` is left intact.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), FlowError> {
-        let path = path.as_ref();
         let bytes = self.to_safetensors()?;
-        std::fs::write(path, bytes).map_err(|e| FlowError::io(path, e))
+        crate::io::write_atomic(path, &bytes)
     }
 
     /// Reads a store from safetensors bytes. `path` only labels errors.
