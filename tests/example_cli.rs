@@ -1,10 +1,13 @@
-//! The examples' flag checks: the shared parsers (`examples/common/cli.rs`).
+//! The examples' flag checks: the shared parsers (`examples/common/cli.rs`) and, when the
+//! example binaries have been built (as `cargo test` does), that `ffjord_toy` rejects bad
+//! flags before it trains, naming the flag.
 
 #[allow(dead_code)]
 #[path = "../examples/common/cli.rs"]
 mod cli;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn tmp(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("example_cli");
@@ -135,4 +138,58 @@ fn output_dir_that_exists_but_takes_no_files_is_rejected() {
         msg.starts_with("--out: cannot write files in /proc"),
         "{msg}"
     );
+}
+
+/// The built example binary `name`, next to this test's binary (`target/<profile>/deps/..`
+/// → `target/<profile>/examples/name`), if cargo has built it.
+fn example_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("examples").join(name);
+    path.is_file().then_some(path)
+}
+
+#[test]
+fn ffjord_toy_rejects_bad_flags_before_training() {
+    let Some(bin) = example_binary("ffjord_toy") else {
+        // `cargo test --test example_cli` alone does not build examples; the whole test
+        // suite does. The parsers themselves are tested above either way.
+        eprintln!("ffjord_toy example not built; skipping its command-line checks");
+        return;
+    };
+    let run = |args: &[&str]| {
+        let out = Command::new(&bin).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Rejected by clap (status 2), naming the flag and the value.
+    for (flag, value, needle) in [
+        ("--log-every", "0", "positive integer"),
+        ("--batch", "0", "positive integer"),
+        ("--dims", "garbage", "like 64-64-64"),
+        ("--dims", "0", "like 64-64-64"),
+        ("--end-time", "-1", "greater than 0"),
+        ("--data", "nope", "unknown dataset"),
+    ] {
+        let (code, stdout, stderr) = run(&[flag, value]);
+        assert_eq!(code, Some(2), "{flag} {value}: {stderr}");
+        assert!(stdout.is_empty(), "{flag} {value} started: {stdout}");
+        assert!(
+            stderr.contains(&format!("'{value}' for '{flag}")) && stderr.contains(needle),
+            "{flag} {value}: {stderr}"
+        );
+    }
+    // An output folder that cannot be created: the example stops before its banner line
+    // (printed before training), with a Display message naming the flag and the path.
+    let file = tmp("not_a_dir");
+    std::fs::write(&file, b"x").unwrap();
+    let out = file.join("out");
+    let (code, stdout, stderr) = run(&["--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "training started: {stdout}");
+    assert!(stderr.starts_with("error: --out: "), "{stderr}");
+    assert!(stderr.contains(out.to_str().unwrap()), "{stderr}");
+    assert!(!stderr.contains("Os {"), "Debug formatting: {stderr}");
 }
