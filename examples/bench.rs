@@ -21,6 +21,8 @@
 //! - `otflow_rk4`: OT-Flow's potential (m = 32, M = 2, r = min(10, d + 1)), RK4 with `--steps`
 //!   steps on [0, 1], α = (1, 1, 5), direct backpropagation through the steps.
 
+mod common;
+
 use std::time::Instant;
 
 use autodiff::{Element, Tape, Tensor, Var};
@@ -35,6 +37,8 @@ use flows::{data, Params};
 use ode::{Adjoint, Method, OdeStats, Options};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
+
+use common::cli;
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 enum Config {
@@ -83,20 +87,31 @@ struct Args {
     #[arg(long, value_enum, default_value = "both")]
     dtype: Dtype,
     /// Threads (the kernels are single-threaded; only 1 is supported).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = one_thread)]
     threads: usize,
     /// Timed repetitions (after 2 warm-up runs).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = cli::positive_usize)]
     iters: usize,
     /// Batch size.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = cli::positive_usize)]
     batch: usize,
     /// Steps of the fixed-step solvers.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = cli::positive_usize)]
     steps: usize,
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// `--threads`: only 1 until the data-parallel training step exists; rejected at parsing
+/// (with the flag named) rather than by a panic.
+fn one_thread(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(1) => Ok(1),
+        _ => Err(format!(
+            "only 1 is supported (the kernels are single-threaded), got '{s}'"
+        )),
+    }
 }
 
 /// What one configuration measured.
@@ -313,10 +328,6 @@ fn run<E: Element>(args: &Args, config: Config) -> Report {
 
 fn main() {
     let args = Args::parse();
-    assert_eq!(
-        args.threads, 1,
-        "bench: only --threads 1 is supported (the kernels are single-threaded)"
-    );
     let dtypes: &[Dtype] = match args.dtype {
         Dtype::Both => &[Dtype::F32, Dtype::F64],
         Dtype::F32 => &[Dtype::F32],

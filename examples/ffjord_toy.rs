@@ -8,7 +8,11 @@
 //!
 //! Prints a progress line (iteration, loss, forward/backward function evaluations, time per
 //! iteration), the test negative log-likelihood in nats with the exact trace, and writes
-//! `data.png`, `samples.png`, `density.png` and `panels.png` to the output folder.
+//! `weights.safetensors` (right after training), `data.png`, `samples.png`, `density.png` and
+//! `panels.png` to the output folder. Flags are checked before training starts, the output
+//! folder included.
+
+mod common;
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -25,6 +29,8 @@ use flows::{data, Params};
 use ode::{Adjoint, Method, Options};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
+
+use common::cli::{self, Widths};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Solver {
@@ -61,25 +67,30 @@ enum Dtype {
 #[command(about = "Train FFJORD on a 2-D toy density")]
 struct Args {
     /// Toy dataset: 8gaussians, 2spirals, checkerboard, moons, pinwheel, swissroll, circles, rings.
-    #[arg(long, default_value = "8gaussians")]
+    #[arg(long, default_value = "8gaussians", value_parser = cli::toy_name)]
     data: String,
     /// Training iterations (the default takes 1–2 minutes on 2 cores).
     #[arg(long, default_value_t = 1500)]
     iters: usize,
     /// Batch size.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = cli::positive_usize)]
     batch: usize,
     /// Hidden widths of the ConcatSquash ODE net, e.g. 64-64-64.
-    #[arg(long, default_value = "64-64-64")]
-    dims: String,
+    #[arg(long, default_value = "64-64-64", value_parser = cli::hidden_widths)]
+    dims: Widths,
     /// ODE solver used in training.
     #[arg(long, value_enum, default_value = "rk4")]
     solver: Solver,
     /// Steps of a fixed-step solver per solve.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = cli::positive_usize)]
     steps: usize,
     /// Relative and absolute tolerance of adaptive solvers.
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(
+        long,
+        default_value_t = 1e-5,
+        value_parser = cli::positive_f64,
+        allow_negative_numbers = true
+    )]
     tol: f64,
     /// Trace estimator in training (evaluation always uses the exact trace).
     #[arg(long, value_enum, default_value = "gaussian")]
@@ -88,10 +99,20 @@ struct Args {
     #[arg(long, value_enum, default_value = "backsolve")]
     adjoint: AdjointArg,
     /// End time T (learned, starting from this value).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(
+        long,
+        default_value_t = 0.5,
+        value_parser = cli::positive_f64,
+        allow_negative_numbers = true
+    )]
     end_time: f64,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(
+        long,
+        default_value_t = 1e-3,
+        value_parser = cli::positive_f64,
+        allow_negative_numbers = true
+    )]
     lr: f64,
     /// Element type.
     #[arg(long, value_enum, default_value = "f32")]
@@ -100,33 +121,30 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Print a progress line every this many iterations.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = cli::positive_usize)]
     log_every: usize,
     /// Test points for the final negative log-likelihood.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = cli::positive_usize)]
     test_size: usize,
-    /// Output folder for the pictures and the trained weights.
+    /// Output folder for the pictures and the trained weights (created, and checked to be
+    /// writable, before training).
     #[arg(long, default_value = "out/ffjord_toy")]
     out: PathBuf,
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() {
     let args = Args::parse();
-    match args.dtype {
+    common::exit_on_error(match args.dtype {
         Dtype::F32 => run::<f32>(&args),
         Dtype::F64 => run::<f64>(&args),
-    }
+    });
 }
 
 fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
+    cli::prepare_output_dir("--out", &args.out)?;
     let mut rng = Pcg64::seed_from_u64(args.seed);
-    let hidden: Vec<usize> = args
-        .dims
-        .split('-')
-        .map(|s| s.parse())
-        .collect::<Result<_, _>>()?;
     let mut params = Params::<E>::new();
-    let net = OdeNet::concat_squash(&mut params, "odefunc", 2, &hidden, Act::Tanh, &mut rng);
+    let net = OdeNet::concat_squash(&mut params, "odefunc", 2, &args.dims.0, Act::Tanh, &mut rng);
     let train_opts = match args.solver {
         Solver::Rk4 => Options::fixed(Method::Rk4, args.steps),
         Solver::Dopri5 => Options::dopri5(E::from_f64(args.tol), E::from_f64(args.tol)),
@@ -199,6 +217,11 @@ fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
         }
     }
     let train_s = start.elapsed().as_secs_f64();
+    // The weights first: they are the expensive result, and a later failure (evaluation,
+    // pictures) must not lose them.
+    let weights = args.out.join("weights.safetensors");
+    params.save(&weights)?;
+    println!("wrote {}", weights.display());
 
     // Test NLL with the exact trace and a tight adaptive solve.
     let test = data::toy::<E, _>(&args.data, args.test_size, &mut rng)?;
@@ -209,7 +232,6 @@ fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
         args.test_size
     );
 
-    std::fs::create_dir_all(&args.out)?;
     let ext = Extent::square(4.0);
     let res = 200;
     let grid = plot::grid::<E>(ext, res);
@@ -229,9 +251,8 @@ fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
     sample_img.save(args.out.join("samples.png"))?;
     dens_img.save(args.out.join("density.png"))?;
     plot::side_by_side(&[data_img, sample_img, dens_img], 6).save(args.out.join("panels.png"))?;
-    params.save(args.out.join("weights.safetensors"))?;
     println!(
-        "wrote data.png, samples.png, density.png, panels.png and weights.safetensors to {}",
+        "wrote data.png, samples.png, density.png and panels.png to {}",
         args.out.display()
     );
     Ok(())

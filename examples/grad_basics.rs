@@ -2,9 +2,17 @@
 //!
 //! Run with `cargo run --release --example grad_basics`.
 
+mod common;
+
+use std::error::Error;
+
 use autodiff::{Tape, Tensor};
 
-fn main() -> Result<(), autodiff::Error> {
+fn main() {
+    common::exit_on_error(run());
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
     let tape = Tape::<f64>::new();
     // f(x) = Σ tanh(x W) ⊙ x₀ + ½‖x‖², a small scalar function of a 1×3 input.
     let w = tape.constant(Tensor::from_f64s(

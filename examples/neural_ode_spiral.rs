@@ -11,7 +11,10 @@
 //! cargo run --release --example neural_ode_spiral
 //! ```
 //!
-//! Writes `spiral.png` (true trajectory | fitted trajectory) to the output folder.
+//! Writes `spiral.png` (true trajectory | fitted trajectory) to the output folder, which is
+//! created and checked to be writable before training.
+
+mod common;
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -28,6 +31,8 @@ use ode::{dynamics, odeint, solve, Adjoint, Dynamics, Options};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
+use common::cli;
+
 #[derive(Parser, Debug)]
 #[command(about = "Fit a neural ODE to a spiral trajectory with the adjoint method")]
 struct Args {
@@ -35,19 +40,30 @@ struct Args {
     #[arg(long, default_value_t = 8000)]
     iters: usize,
     /// Segments per batch.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = cli::positive_usize)]
     batch: usize,
-    /// Observations per segment.
-    #[arg(long, default_value_t = 10)]
+    /// Observations per segment (from 2 to 999: a segment needs a start and an end, and must
+    /// fit in the 1000 observations).
+    #[arg(long, default_value_t = 10, value_parser = |s: &str| cli::usize_in(s, 2, N_OBS - 1))]
     batch_time: usize,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(
+        long,
+        default_value_t = 1e-3,
+        value_parser = cli::positive_f64,
+        allow_negative_numbers = true
+    )]
     lr: f64,
     /// Relative and absolute tolerance of the Dopri5 solves (forward and adjoint).
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(
+        long,
+        default_value_t = 1e-6,
+        value_parser = cli::positive_f64,
+        allow_negative_numbers = true
+    )]
     tol: f64,
     /// Print the full-trajectory loss every this many iterations.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = cli::positive_usize)]
     log_every: usize,
     /// Seed.
     #[arg(long, default_value_t = 0)]
@@ -60,8 +76,13 @@ struct Args {
 const N_OBS: usize = 1000;
 const T_END: f64 = 25.0;
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() {
     let args = Args::parse();
+    common::exit_on_error(run(&args));
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn Error>> {
+    cli::prepare_output_dir("--out", &args.out)?;
     let mut rng = Pcg64::seed_from_u64(args.seed);
 
     // The true trajectory, from a tight Dopri8 solve.
@@ -148,7 +169,6 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     let fitted = full_trajectory(&params, &model, &z0, &times, &opts)?;
-    std::fs::create_dir_all(&args.out)?;
     let ext = Extent::square(2.2);
     let to_tensor = |pts: &[[f64; 2]]| Tensor::from_fn(pts.len(), 2, |i, j| pts[i][j]);
     let res = 240;

@@ -4,8 +4,12 @@
 //!
 //! Run with `cargo run --release --example ode_basics`.
 
+mod common;
+
+use std::error::Error;
+
 use autodiff::{Tape, Tensor, Var};
-use ode::{dynamics, solve, Dynamics, Method, OdeError, Options};
+use ode::{dynamics, solve, Dynamics, Method, Options};
 
 struct Problem {
     name: &'static str,
@@ -92,7 +96,11 @@ fn problems() -> Vec<Problem> {
     ]
 }
 
-fn main() -> Result<(), OdeError> {
+fn main() {
+    common::exit_on_error(run());
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
     let tol = 1e-6;
     let methods = [
         Method::Bosh3,

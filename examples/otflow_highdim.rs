@@ -16,6 +16,8 @@
 //! - `d-VJP of −∇Φ`: the exact divergence of the structured field by d vector-Jacobian products;
 //! - `Hutchinson`: one Gaussian probe εᵀ∂(−∇Φ)/∂x ε per solve.
 
+mod common;
+
 use std::error::Error;
 use std::time::Instant;
 
@@ -29,34 +31,41 @@ use ode::{Adjoint, Method, Options};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
+use common::cli;
+
 #[derive(Parser, Debug)]
 #[command(
     about = "OT-Flow: structured exact trace vs autodiff trace vs Hutchinson in d dimensions"
 )]
 struct Args {
-    /// Dimensions to time, comma-separated.
-    #[arg(long, default_value = "8,16,32")]
-    dims: String,
+    /// Dimensions to time, comma-separated (the training run uses the first).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "8,16,32",
+        value_parser = cli::positive_usize
+    )]
+    dims: Vec<usize>,
     /// Batch size.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = cli::positive_usize)]
     batch: usize,
     /// ResNet width m.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = cli::positive_usize)]
     width: usize,
     /// ResNet layers M.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = cli::positive_usize)]
     layers: usize,
     /// RK4 steps per solve.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = cli::positive_usize)]
     steps: usize,
     /// Timed training steps per variant (the median is reported, after one warm-up step).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = cli::positive_usize)]
     reps: usize,
     /// Training iterations of the structured model on the smallest dimension (0 skips it).
     #[arg(long, default_value_t = 300)]
     train_iters: usize,
     /// Components of the Gaussian mixture.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = cli::positive_usize)]
     components: usize,
     /// Seed.
     #[arg(long, default_value_t = 0)]
@@ -108,13 +117,14 @@ impl Mixture {
     }
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() {
     let args = Args::parse();
-    let dims: Vec<usize> = args
-        .dims
-        .split(',')
-        .map(|s| s.trim().parse())
-        .collect::<Result<_, _>>()?;
+    common::exit_on_error(run(&args));
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn Error>> {
+    // clap gives at least one value, each positive.
+    let dims = &args.dims;
     let mut rng = Pcg64::seed_from_u64(args.seed);
     let variants = [
         ("structured (exact)", OtTrace::Exact),
@@ -131,7 +141,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
     println!("ms per training step (median of {}):", args.reps);
     print!("{:<30}", "trace \\ d");
-    for d in &dims {
+    for d in dims {
         print!("{:>10}", d);
     }
     println!();

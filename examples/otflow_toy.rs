@@ -14,7 +14,10 @@
 //! Prints progress lines (iteration, loss, L, C, R, time per iteration), the test NLL, L and R
 //! with more RK4 steps, the inference times of both models, and writes `panels.png`
 //! (data | OT-Flow samples | OT-Flow density | FFJORD samples | FFJORD density) and the
-//! individual pictures to the output folder.
+//! individual pictures to the output folder (created, and checked to be writable, before
+//! training).
+
+mod common;
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -32,6 +35,8 @@ use flows::{data, Params};
 use ode::{Adjoint, Method, Options};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
+
+use common::cli;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum AdjointArg {
@@ -51,37 +56,42 @@ enum Dtype {
 #[command(about = "Train OT-Flow on a 2-D toy density and compare with FFJORD")]
 struct Args {
     /// Toy dataset: 8gaussians, 2spirals, checkerboard, moons, pinwheel, swissroll, circles, rings.
-    #[arg(long, default_value = "8gaussians")]
+    #[arg(long, default_value = "8gaussians", value_parser = cli::toy_name)]
     data: String,
     /// Training iterations of OT-Flow.
     #[arg(long, default_value_t = 500)]
     iters: usize,
     /// Batch size of OT-Flow.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = cli::positive_usize)]
     batch: usize,
     /// ResNet width m.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = cli::positive_usize)]
     width: usize,
     /// ResNet layers M.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = cli::positive_usize)]
     layers: usize,
     /// Weights α_L, α_C, α_R of transport cost, NLL and HJB residual.
-    #[arg(long, default_value = "1,100,5")]
-    alpha: String,
+    #[arg(long, default_value = "1,100,5", value_parser = cli::three_weights)]
+    alpha: [f64; 3],
     /// RK4 steps in training.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = cli::positive_usize)]
     steps: usize,
     /// RK4 steps at test time (NLL, sampling, density).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = cli::positive_usize)]
     test_steps: usize,
     /// Gradient of the solve in training.
     #[arg(long, value_enum, default_value = "direct")]
     adjoint: AdjointArg,
     /// Adam learning rate of OT-Flow.
-    #[arg(long, default_value_t = 5e-2)]
+    #[arg(
+        long,
+        default_value_t = 5e-2,
+        value_parser = cli::positive_f64,
+        allow_negative_numbers = true
+    )]
     lr: f64,
     /// Divide the learning rate by 10 after this fraction of the iterations.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = 0.7, value_parser = cli::fraction, allow_negative_numbers = true)]
     decay_at: f64,
     /// FFJORD training iterations (0 skips the comparison).
     #[arg(long, default_value_t = 400)]
@@ -92,26 +102,26 @@ struct Args {
     /// Seed of data and initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Print a progress line every this many iterations.
-    #[arg(long, default_value_t = 100)]
+    /// Print a progress line every this many iterations (FFJORD: every twice as many).
+    #[arg(long, default_value_t = 100, value_parser = cli::positive_usize)]
     log_every: usize,
     /// Test points for NLL, L and R.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = cli::positive_usize)]
     test_size: usize,
     /// Points for the inference timings (sampling and log-density).
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = cli::positive_usize)]
     infer_size: usize,
     /// Output folder.
     #[arg(long, default_value = "out/otflow_toy")]
     out: PathBuf,
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() {
     let args = Args::parse();
-    match args.dtype {
+    common::exit_on_error(match args.dtype {
         Dtype::F32 => run::<f32>(&args),
         Dtype::F64 => run::<f64>(&args),
-    }
+    });
 }
 
 /// Mean of a column of log-densities, negated.
@@ -144,15 +154,9 @@ fn density_image<E: Element>(
 }
 
 fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
+    cli::prepare_output_dir("--out", &args.out)?;
     let mut rng = Pcg64::seed_from_u64(args.seed);
-    let alpha: Vec<f64> = args
-        .alpha
-        .split(',')
-        .map(|s| s.trim().parse())
-        .collect::<Result<_, _>>()?;
-    let alpha: [f64; 3] = alpha
-        .try_into()
-        .map_err(|_| "--alpha takes three numbers")?;
+    let alpha = args.alpha;
 
     // ---- OT-Flow
     let mut params = Params::<E>::new();
@@ -216,6 +220,10 @@ fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
     }
     let ot_train_s = start.elapsed().as_secs_f64();
     let ot_ms_iter = ot_train_s * 1e3 / args.iters.max(1) as f64;
+    // Saved before evaluation and the FFJORD comparison, so a later failure keeps them.
+    let weights = args.out.join("otflow.safetensors");
+    params.save(&weights)?;
+    println!("wrote {}", weights.display());
 
     let test = data::toy::<E, _>(&args.data, args.test_size, &mut rng)?;
     let m = flow.evaluate(&params, &test)?;
@@ -260,8 +268,9 @@ fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
             let grads = tape.grad(loss, &p)?;
             fopt.step(&mut fparams, &grads);
             acc += loss.item().to_f64();
-            if it % (args.log_every * 2) == 0 || it == args.ffjord_iters {
-                let k = (it - 1) % (args.log_every * 2) + 1;
+            let every = args.log_every.saturating_mul(2);
+            if it % every == 0 || it == args.ffjord_iters {
+                let k = (it - 1) % every + 1;
                 println!(
                     "ffjord iter {it:>5}  NLL {:>7.4}  ({:.0} s)",
                     acc / k as f64,
@@ -302,7 +311,6 @@ fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
     }
 
     // ---- Pictures.
-    std::fs::create_dir_all(&args.out)?;
     let ext = Extent::square(4.0);
     let res = 200;
     let shown = data::toy::<E, _>(&args.data, 20_000, &mut rng)?;
@@ -324,7 +332,6 @@ fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
         panels.push(fd_img);
     }
     plot::side_by_side(&panels, 6).save(args.out.join("panels.png"))?;
-    params.save(args.out.join("otflow.safetensors"))?;
     println!(
         "wrote panels.png (data | OT-Flow samples | OT-Flow density{}) and the single pictures to {}",
         if ffjord.is_some() {

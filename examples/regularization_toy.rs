@@ -28,6 +28,10 @@
 //! ~90 ms after 1000 iterations of the plain run, whose NFE grows as it trains (1000 plain
 //! iterations took 74 s). The densities are recognisable but not converged; longer runs
 //! (`--iters 3000`) show the effect of the regularizers on the NFE better.
+//!
+//! Flags are checked before the first run starts, the output folder included.
+
+mod common;
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -45,6 +49,8 @@ use flows::{data, Params};
 use ode::{Adjoint, Options};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
+
+use common::cli::{self, FlagError, Widths};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Run {
@@ -94,7 +100,7 @@ enum Dtype {
 #[command(about = "Train FFJORD on a 2-D toy plain, with RNODE, with STEER and with both")]
 struct Args {
     /// Toy dataset: 8gaussians, 2spirals, checkerboard, moons, pinwheel, swissroll, circles, rings.
-    #[arg(long, default_value = "8gaussians")]
+    #[arg(long, default_value = "8gaussians", value_parser = cli::toy_name)]
     data: String,
     /// Training iterations per run.
     #[arg(long, default_value_t = 800)]
@@ -108,28 +114,58 @@ struct Args {
     )]
     runs: Vec<Run>,
     /// Batch size.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = cli::positive_usize)]
     batch: usize,
     /// Hidden widths of the ConcatSquash ODE net, e.g. 64-64-64.
-    #[arg(long, default_value = "64-64-64")]
-    dims: String,
+    #[arg(long, default_value = "64-64-64", value_parser = cli::hidden_widths)]
+    dims: Widths,
     /// rtol = atol of the training solver (dopri5).
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(
+        long,
+        default_value_t = 1e-5,
+        value_parser = cli::positive_f64,
+        allow_negative_numbers = true
+    )]
     tol: f64,
     /// Initial (learnable) end time T.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(
+        long,
+        default_value_t = 0.5,
+        value_parser = cli::positive_f64,
+        allow_negative_numbers = true
+    )]
     end_time: f64,
     /// Weight λ_K of the kinetic energy ∫‖f‖² (RNODE runs).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(
+        long,
+        default_value_t = 0.01,
+        value_parser = cli::non_negative_f64,
+        allow_negative_numbers = true
+    )]
     lambda_k: f64,
     /// Weight λ_J of the Jacobian Frobenius norm ∫‖εᵀ∂f/∂z‖² (RNODE runs).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(
+        long,
+        default_value_t = 0.01,
+        value_parser = cli::non_negative_f64,
+        allow_negative_numbers = true
+    )]
     lambda_j: f64,
     /// STEER's half-width b: T is drawn from U(T − b, T + b) (STEER runs; needs b < T).
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(
+        long,
+        default_value_t = 0.25,
+        value_parser = cli::non_negative_f64,
+        allow_negative_numbers = true
+    )]
     steer_b: f64,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(
+        long,
+        default_value_t = 1e-3,
+        value_parser = cli::positive_f64,
+        allow_negative_numbers = true
+    )]
     lr: f64,
     /// Element type.
     #[arg(long, value_enum, default_value = "f32")]
@@ -138,15 +174,15 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Print a progress line every this many iterations.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = cli::positive_usize)]
     log_every: usize,
     /// NFE and time per iteration are averaged over this many last iterations.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = cli::positive_usize)]
     avg_last: usize,
     /// Test points for the NLL and the regularizers of the learned dynamics.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = cli::positive_usize)]
     test_size: usize,
-    /// Output folder for the pictures.
+    /// Output folder for the pictures (created, and checked to be writable, before training).
     #[arg(long, default_value = "out/regularization_toy")]
     out: PathBuf,
 }
@@ -165,20 +201,33 @@ struct Row {
     train_s: f64,
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() {
     let args = Args::parse();
-    match args.dtype {
+    common::exit_on_error(match args.dtype {
         Dtype::F32 => run_all::<f32>(&args),
         Dtype::F64 => run_all::<f64>(&args),
+    });
+}
+
+/// The checks that involve more than one flag (each flag alone is checked by clap).
+fn check_flags(args: &Args) -> Result<(), FlagError> {
+    // Cnf::steer panics unless b < T; say so before any run instead of in the third one.
+    if args.runs.iter().any(|r| r.steer()) && args.steer_b >= args.end_time {
+        return Err(FlagError {
+            flag: "--steer-b",
+            message: format!(
+                "STEER needs a half-width smaller than --end-time ({}), got {}",
+                args.end_time, args.steer_b
+            ),
+        });
     }
+    Ok(())
 }
 
 fn run_all<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
-    let hidden: Vec<usize> = args
-        .dims
-        .split('-')
-        .map(|s| s.parse())
-        .collect::<Result<_, _>>()?;
+    check_flags(args)?;
+    cli::prepare_output_dir("--out", &args.out)?;
+    let hidden = &args.dims.0;
     println!(
         "regularization_toy: {} ({}), ConcatSquash 2-{}-2 tanh, batch {}, {} iterations per run, \
          dopri5 tol {:e} (backsolve, seminorm), λ_K = {}, λ_J = {}, STEER b = {}",
@@ -192,7 +241,6 @@ fn run_all<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
         args.lambda_j,
         args.steer_b
     );
-    std::fs::create_dir_all(&args.out)?;
     let ext = Extent::square(4.0);
     let res = 200;
     let mut rng = Pcg64::seed_from_u64(args.seed.wrapping_add(1000));
@@ -201,7 +249,7 @@ fn run_all<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
     let mut panels = vec![plot::scatter_image(&shown, ext, res)];
     let mut rows = Vec::new();
     for &run in &args.runs {
-        let (row, dens) = train::<E>(args, &hidden, run, &test, ext, res)?;
+        let (row, dens) = train::<E>(args, hidden, run, &test, ext, res)?;
         rows.push(row);
         panels.push(dens);
     }

@@ -16,7 +16,6 @@
 //! ```
 
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
-use std::io::Write;
 use std::path::Path;
 
 use autodiff::{Element, Tensor};
@@ -233,14 +232,18 @@ pub fn standardize<E: Element>(x: &Tensor<E>) -> (Tensor<E>, Vec<f64>, Vec<f64>)
 
 /// Reads a numeric, comma-separated file into an `rows × cols` tensor.
 ///
-/// Blank lines are skipped; with `has_header` the first non-blank line is skipped too. Fields
-/// are trimmed and parsed as `f64` (`nan` and `inf` are accepted, as Rust parses them).
+/// A leading UTF-8 byte-order mark (U+FEFF, which spreadsheet programs such as Excel write at
+/// the start of "CSV UTF-8" files) is ignored: it is invisible in an editor and would
+/// otherwise make the first field unparsable. Blank lines are skipped; with `has_header` the
+/// first non-blank line is skipped too. Fields are trimmed and parsed as `f64` (`nan` and
+/// `inf` are accepted, as Rust parses them).
 /// Errors: [`FlowError::Io`] if the file cannot be read, [`FlowError::Parse`] with the line
 /// and column (both 1-based) of a value that is not a number, [`FlowError::BadFile`] if the
 /// rows have different lengths or there is no data.
 pub fn load_csv(path: impl AsRef<Path>, has_header: bool) -> Result<Tensor<f64>, FlowError> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| FlowError::io(path, e))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut data = Vec::new();
     let mut cols = None;
     let mut rows = 0;
@@ -297,7 +300,9 @@ const NPY_MAGIC: &[u8] = b"\x93NUMPY";
 /// rank 2 (`[r, c]` → `r × c`). Values are returned as `f64`; `cast` for `f32`.
 ///
 /// Errors: [`FlowError::Io`], or [`FlowError::BadFile`] naming what is unsupported or
-/// inconsistent (magic string, header, dtype, Fortran order, rank, data length).
+/// inconsistent (magic string, header, dtype, Fortran order, rank, or a shape that does not
+/// match the data length — including one too large to address, which is checked before
+/// anything is allocated).
 pub fn load_npy(path: impl AsRef<Path>) -> Result<Tensor<f64>, FlowError> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| FlowError::io(path, e))?;
@@ -359,16 +364,23 @@ fn parse_npy(bytes: &[u8]) -> Result<Tensor<f64>, String> {
             ))
         }
     };
-    let count = rows
-        .checked_mul(cols)
-        .ok_or("shape overflows the address space")?;
+    // The shape comes from the file: a crafted header such as (2**61, 1) must not overflow
+    // the byte count (which could then wrap to the actual length and pass the check).
     let body = &bytes[end..];
-    if body.len() != count * width {
-        return Err(format!(
-            "shape {dims:?} of '{descr}' needs {} data bytes, the file has {}",
-            count * width,
+    match rows.checked_mul(cols).and_then(|n| n.checked_mul(width)) {
+        Some(needed) if needed == body.len() => {}
+        Some(needed) => {
+            return Err(format!(
+                "shape {dims:?} of '{descr}' needs {needed} data bytes, the file has {}",
+                body.len()
+            ))
+        }
+        None => {
+            return Err(format!(
+            "shape {dims:?} of '{descr}' needs more data bytes than fit in memory, the file has {}",
             body.len()
-        ));
+        ))
+        }
     }
     let data = if width == 8 {
         body.chunks_exact(8)
@@ -421,6 +433,9 @@ fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
 
 /// Writes `x` as a NumPy `.npy` file (format 1.0, C order, shape `(rows, cols)`, dtype `<f4`
 /// for `f32` and `<f8` for `f64`), readable by `numpy.load` and [`load_npy`].
+///
+/// The file is replaced atomically ([`crate::io::write_atomic`]): on failure the error is a
+/// [`FlowError::Io`] naming `path` and a previous file at `path` is left intact.
 pub fn save_npy<E: Element>(path: impl AsRef<Path>, x: &Tensor<E>) -> Result<(), FlowError> {
     let path = path.as_ref();
     let wide = std::mem::size_of::<E>() == 8;
@@ -447,6 +462,5 @@ pub fn save_npy<E: Element>(path: impl AsRef<Path>, x: &Tensor<E>) -> Result<(),
             out.extend_from_slice(&(v.to_f64() as f32).to_le_bytes());
         }
     }
-    let mut f = std::fs::File::create(path).map_err(|e| FlowError::io(path, e))?;
-    f.write_all(&out).map_err(|e| FlowError::io(path, e))
+    crate::io::write_atomic(path, &out)
 }

@@ -349,18 +349,23 @@ impl<E: Element> Params<E> {
 
     /// Writes the store to a safetensors file (see [`to_safetensors`](Self::to_safetensors)).
     /// To write another precision, save a [`cast`](Self::cast) copy.
+    ///
+    /// The file is replaced atomically ([`crate::io::write_atomic`]): if the write fails
+    /// (disk full, file-size limit, ...) the error is a [`FlowError::Io`] naming `path` and a
+    /// previous file at `path` is left intact.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), FlowError> {
-        let path = path.as_ref();
         let bytes = self.to_safetensors()?;
-        std::fs::write(path, bytes).map_err(|e| FlowError::io(path, e))
+        crate::io::write_atomic(path, &bytes)
     }
 
     /// Reads a store from safetensors bytes. `path` only labels errors.
     ///
     /// Accepts `F32` and `F64` tensors of rank 0, 1 or 2 and converts them to `E` (an `f32`
     /// file read into `Params<f64>` is widened exactly; an `f64` file read into `Params<f32>`
-    /// is rounded). Rank 0 becomes `1 × 1`, rank 1 `[n]` becomes a `1 × n` row; each entry
-    /// keeps the file's shape as its file shape. The order is the one recorded by
+    /// is rounded, and a finite value beyond `f32`'s range is a [`FlowError::BadFile`] naming
+    /// the tensor and the value instead of a silent infinity; NaN and ±∞ in the file are
+    /// loaded as they are). Rank 0 becomes `1 × 1`, rank 1 `[n]` becomes a `1 × n` row;
+    /// each entry keeps the file's shape as its file shape. The order is the one recorded by
     /// [`save`](Self::save) when present, otherwise names are sorted.
     pub fn from_safetensors(bytes: &[u8], path: impl AsRef<Path>) -> Result<Self, FlowError> {
         let path = path.as_ref();
@@ -402,9 +407,11 @@ impl<E: Element> Params<E> {
     /// Errors: [`FlowError::MissingParam`] if an entry has no tensor in the file,
     /// [`FlowError::UnexpectedParam`] if the file holds a tensor the store does not,
     /// [`FlowError::ShapeMismatch`] (expected vs found shape) if shapes disagree,
-    /// [`FlowError::BadFile`] for a corrupt file or an unsupported dtype. On error the store
-    /// is left unchanged. `F32` and `F64` files are both accepted and converted to `E` (an
-    /// `f32` file loaded into `f64` parameters is widened exactly).
+    /// [`FlowError::BadFile`] for a corrupt file, an unsupported dtype, or a finite `f64`
+    /// value too large for `f32` parameters (naming the tensor; NaN and ±∞ in the file are
+    /// loaded as they are). On error the store is left unchanged. `F32` and `F64` files are
+    /// both accepted and converted to `E` (an `f32` file loaded into `f64` parameters is
+    /// widened exactly, an `f64` file into `f32` parameters rounded).
     pub fn load_into(&mut self, path: impl AsRef<Path>) -> Result<(), FlowError> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| FlowError::io(path, e))?;
@@ -523,14 +530,30 @@ fn decode<E: Element>(view: &TensorView<'_>, name: &str, path: &Path) -> Result<
             .chunks_exact(4)
             .map(|b| E::from_f64(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64))
             .collect()),
-        Dtype::F64 => Ok(data
-            .chunks_exact(8)
-            .map(|b| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                E::from_f64(f64::from_le_bytes(a))
-            })
-            .collect()),
+        Dtype::F64 => {
+            let mut out = Vec::with_capacity(data.len() / 8);
+            for (i, b) in data.chunks_exact(8).enumerate() {
+                let v = f64::from_le_bytes(b.try_into().expect("8-byte chunk"));
+                let x = E::from_f64(v);
+                // Rounding to f32 maps every finite value beyond ±f32::MAX to ±inf without a
+                // word; weights that large are a wrong file or a wrong precision, not data to
+                // train on. A NaN or infinity already in the file is passed through: it is
+                // what was saved, and rejecting it would make such a checkpoint unreadable.
+                if v.is_finite() && !x.is_finite() {
+                    return Err(bad(
+                        path,
+                        format!(
+                            "tensor `{name}`: element {i} is {v:e}, which overflows {} \
+                             (largest finite magnitude {:e})",
+                            E::NAME,
+                            f32::MAX
+                        ),
+                    ));
+                }
+                out.push(x);
+            }
+            Ok(out)
+        }
         other => Err(bad(
             path,
             format!("tensor `{name}` has dtype {other:?}; only F32 and F64 are supported"),

@@ -15,8 +15,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::Path;
 
 use autodiff::{Element, Tensor};
@@ -128,20 +126,29 @@ impl Image {
     }
 
     /// Writes the image as an 8-bit RGB PNG.
+    ///
+    /// The file is replaced atomically ([`crate::io::write_atomic_with`]): a failed write is a
+    /// [`FlowError::Io`] naming `path` (an encoder error, e.g. for an empty image, a
+    /// [`FlowError::BadFile`]) and leaves a previous file at `path` intact.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), FlowError> {
         let path = path.as_ref();
-        let file = File::create(path).map_err(|e| FlowError::io(path, e))?;
-        let mut enc =
-            png::Encoder::new(BufWriter::new(file), self.width as u32, self.height as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let png_err = |e: png::EncodingError| FlowError::BadFile {
-            path: path.to_path_buf(),
-            reason: format!("PNG encoding failed: {e}"),
-        };
-        let mut writer = enc.write_header().map_err(png_err)?;
-        writer.write_image_data(&self.rgb).map_err(png_err)?;
-        writer.finish().map_err(png_err)
+        crate::io::write_atomic_with(path, |out| {
+            // I/O failures inside the encoder (disk full, ...) are reported as such, not as
+            // encoding failures, so the caller sees the same error as for any other file.
+            let png_err = |e: png::EncodingError| match e {
+                png::EncodingError::IoError(e) => FlowError::io(path, e),
+                e => FlowError::BadFile {
+                    path: path.to_path_buf(),
+                    reason: format!("PNG encoding failed: {e}"),
+                },
+            };
+            let mut enc = png::Encoder::new(out, self.width as u32, self.height as u32);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            let mut writer = enc.write_header().map_err(png_err)?;
+            writer.write_image_data(&self.rgb).map_err(png_err)?;
+            writer.finish().map_err(png_err)
+        })
     }
 }
 

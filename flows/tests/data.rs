@@ -374,3 +374,68 @@ fn npy_errors_are_clear() {
         Err(FlowError::Io { .. })
     ));
 }
+
+#[test]
+fn npy_shape_too_large_to_address_is_a_bad_file_naming_the_shape() {
+    // Byte counts that overflow usize: 2^61 · 1 · 8, 2^62 · 1 · 4, and 2^62 · 8 rows × cols.
+    let cases = [
+        (
+            "<f8",
+            "(2305843009213693952, 1)",
+            "[2305843009213693952, 1]",
+        ),
+        (
+            "<f4",
+            "(4611686018427387904, 1)",
+            "[4611686018427387904, 1]",
+        ),
+        (
+            "<f8",
+            "(4611686018427387904, 8)",
+            "[4611686018427387904, 8]",
+        ),
+        ("<f8", "(2305843009213693952,)", "[2305843009213693952]"),
+    ];
+    for (i, (descr, shape, named)) in cases.into_iter().enumerate() {
+        for body in [&[][..], &[0u8; 8][..]] {
+            let p = tmp(&format!("huge_{i}_{}.npy", body.len()));
+            let dict =
+                format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+            std::fs::write(&p, npy(1, &dict, body)).unwrap();
+            let err = data::load_npy(&p).unwrap_err();
+            assert!(
+                matches!(&err, FlowError::BadFile { path, reason }
+                    if path == &p && reason.contains(named) && reason.contains("fit in memory")),
+                "{shape}: {err}"
+            );
+            assert!(err.to_string().contains(named), "{err}");
+        }
+    }
+}
+
+#[test]
+fn csv_with_a_utf8_byte_order_mark_loads() {
+    let path = tmp("bom.csv");
+    std::fs::write(&path, "\u{feff}1,2\n3,4\n").unwrap();
+    let x = data::load_csv(&path, false).unwrap();
+    assert_eq!(
+        (x.shape(), x.as_slice()),
+        ((2, 2), &[1.0, 2.0, 3.0, 4.0][..])
+    );
+
+    // Before a header, as Excel's "CSV UTF-8" writes it.
+    std::fs::write(&path, "\u{feff}x,y\n1.5,-2\n").unwrap();
+    let x = data::load_csv(&path, true).unwrap();
+    assert_eq!((x.shape(), x.as_slice()), ((1, 2), &[1.5, -2.0][..]));
+
+    // Only a leading mark is one: elsewhere U+FEFF is a stray character in a field.
+    std::fs::write(&path, "1,2\n\u{feff}3,4\n").unwrap();
+    assert!(matches!(
+        data::load_csv(&path, false),
+        Err(FlowError::Parse {
+            line: 2,
+            column: 1,
+            ..
+        })
+    ));
+}

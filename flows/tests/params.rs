@@ -303,3 +303,65 @@ fn vars_follow_store_order() {
     }
     assert!(p.constants(&tape).iter().all(|c| !c.requires_grad()));
 }
+
+/// Safetensors bytes holding one `F64` tensor `name` of shape `[1, values.len()]`.
+fn f64_file(name: &str, values: &[f64]) -> Vec<u8> {
+    let b: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+    safetensors::serialize(
+        vec![(
+            name,
+            TensorView::new(Dtype::F64, vec![1, values.len()], &b).unwrap(),
+        )],
+        None,
+    )
+    .unwrap()
+}
+
+#[test]
+fn f64_values_beyond_f32_range_are_an_error_naming_the_tensor() {
+    let bytes = f64_file("odefunc.scale", &[1.0, -3e39, 2.0]);
+    let path = tmp("beyond_f32.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+
+    let err = Params::<f32>::load(&path).unwrap_err();
+    match &err {
+        FlowError::BadFile { path: p, reason } => {
+            assert_eq!(p, &path);
+            assert!(reason.contains("`odefunc.scale`"), "{reason}");
+            assert!(
+                reason.contains("element 1") && reason.contains("-3e39"),
+                "{reason}"
+            );
+            assert!(reason.contains("f32"), "{reason}");
+        }
+        other => panic!("expected BadFile, got {other:?}"),
+    }
+    assert!(err.to_string().contains("beyond_f32.safetensors"), "{err}");
+
+    // Loading into an existing f32 store fails the same way and leaves it unchanged.
+    let mut store = Params::<f32>::new();
+    store.add("odefunc.scale", Tensor::from_f64s(1, 3, &[0.5, 0.5, 0.5]));
+    let before = store.clone();
+    let err = store.load_into(&path).unwrap_err();
+    assert!(
+        matches!(&err, FlowError::BadFile { reason, .. } if reason.contains("`odefunc.scale`")),
+        "{err}"
+    );
+    assert_eq!(store, before);
+
+    // The same file is fine in f64, and so is an f64 value that rounds to f32::MAX.
+    let q = Params::<f64>::load(&path).unwrap();
+    assert_eq!(q.tensor(0).as_slice(), &[1.0, -3e39, 2.0]);
+    let edge = f64_file("m", &[f32::MAX as f64, -(f32::MAX as f64)]);
+    let r = Params::<f32>::from_safetensors(&edge, "mem").unwrap();
+    assert_eq!(r.tensor(0).as_slice(), &[f32::MAX, -f32::MAX]);
+}
+
+#[test]
+fn nan_and_infinity_in_an_f64_file_load_into_f32_as_they_are() {
+    let bytes = f64_file("w", &[f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e-50]);
+    let p = Params::<f32>::from_safetensors(&bytes, "mem").unwrap();
+    let v = p.tensor(0).as_slice();
+    assert!(v[0].is_nan());
+    assert_eq!(&v[1..], &[f32::INFINITY, f32::NEG_INFINITY, 0.0]);
+}
