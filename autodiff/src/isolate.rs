@@ -56,8 +56,8 @@ impl<E: Element> Tape<E> {
         }
         let op = Rc::new(Isolated {
             f: f.clone(),
-            leaves: leaves.iter().map(|v| v.id).collect(),
-            outs: outs.iter().map(|v| v.id).collect(),
+            leaves: leaves.iter().map(|v| (v.id, v.gen)).collect(),
+            outs: outs.iter().map(|v| (v.id, v.gen)).collect(),
             values: RefCell::new(Some(outs.iter().map(|v| v.value()).collect())),
         });
         self.custom(op, args)
@@ -67,9 +67,10 @@ impl<E: Element> Tape<E> {
 /// The node that connects an isolated evaluation to its arguments.
 struct Isolated<E: Element> {
     f: TapeFn<E>,
-    /// The fresh leaves `f` was evaluated at and the outputs it returned (node ids).
-    leaves: Vec<u32>,
-    outs: Vec<u32>,
+    /// The fresh leaves `f` was evaluated at and the outputs it returned (node ids and
+    /// generations, so a stale node is caught like a stale `Var`).
+    leaves: Vec<(u32, u32)>,
+    outs: Vec<(u32, u32)>,
     /// The output values, handed to the tape once by `forward`.
     values: RefCell<Option<Vec<Tensor<E>>>>,
 }
@@ -160,6 +161,6 @@ impl<E: Element> CustomOp<E> for Isolated<E> {
     }
 }
 
-fn var_at<E: Element>(tape: &Tape<E>, id: u32) -> Var<'_, E> {
-    Var { tape, id }
+fn var_at<E: Element>(tape: &Tape<E>, (id, gen): (u32, u32)) -> Var<'_, E> {
+    Var { tape, id, gen }
 }
