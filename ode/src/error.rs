@@ -53,8 +53,8 @@ pub enum OdeError {
     ReplayDiverged {
         /// Save time at which the replayed state was compared with the solve.
         t: f64,
-        /// Largest deviation, in units of the solve's tolerance `atol + rtol·|z|` (infinite
-        /// when the replay is not finite).
+        /// Largest deviation, in units of the allowed one, `atol + rtol·|z|` plus a rounding
+        /// allowance (infinite when the replay is not finite).
         deviation: f64,
     },
 }
@@ -80,7 +80,7 @@ impl fmt::Display for OdeError {
             OdeError::ReplayDiverged { t, deviation } => write!(
                 f,
                 "the Direct replay of the solver's steps deviates from the solve at t = {t:e} \
-                 by {deviation:e} times the tolerance (the steps are unstable when replayed); \
+                 by {deviation:e} times the allowed deviation (the steps are unstable when replayed); \
                  use Adjoint::Backsolve or Adjoint::Checkpointed"
             ),
         }
