@@ -184,3 +184,32 @@ fn errors_of_the_backward_pass_are_labelled_with_their_phase() {
     assert!(msg.contains("backward pass"), "{msg}");
     assert!(!msg.contains("forward solve"), "{msg}");
 }
+
+#[test]
+fn a_faithful_single_precision_replay_is_accepted() {
+    // Fixed-step RK4 in f32 on a tanh network: the replay on the tape rounds differently
+    // from the value solve (≈1e-5 here), which is not a divergence.
+    let f: Rc<dyn Dynamics<f32>> = Rc::new(dynamics(|_tape, _t, z, p| {
+        vec![(z[0].matmul(p[0]) * 3.0f32).tanh().matmul(p[1]) * 4.0f32]
+    }));
+    let mut z0 = Tensor::<f32>::zeros(64, 2);
+    for (i, v) in z0.as_mut_slice().iter_mut().enumerate() {
+        *v = ((i * 37 % 19) as f32 - 9.0) * 0.4;
+    }
+    let w1 = Tensor::<f32>::from_f64s(2, 4, &[0.9, -0.7, 0.4, 1.1, -0.5, 0.8, -1.2, 0.3]);
+    let w2 = Tensor::<f32>::from_f64s(4, 2, &[0.6, -0.9, 1.0, 0.2, -0.4, 0.7, 0.5, -1.1]);
+    let o = Options::<f32>::fixed(Method::Rk4, 10).adjoint(Adjoint::Direct);
+    let plain = solve(
+        &*f,
+        &[z0.clone()],
+        &[w1.clone(), w2.clone()],
+        &[0.0, 1.0],
+        &o,
+    )
+    .unwrap();
+    let tape = Tape::<f32>::new();
+    let (z, a, b) = (tape.var(z0), tape.var(w1), tape.var(w2));
+    let sol = odeint(&tape, &f, &[z], &[a, b], [0.0, 1.0], &o).unwrap();
+    let diff = sol.last()[0].value().max_abs_diff(&plain.last()[0]);
+    assert!(diff < 1e-3, "{diff}");
+}
