@@ -57,7 +57,7 @@ use rand::Rng;
 
 use crate::nn::OdeNet;
 use crate::params::Params;
-use crate::regularizers::{rates, Reg, SteerError};
+use crate::regularizers::{rates, Channel, Reg, SteerError};
 use crate::trace::{divergence, Trace};
 
 /// A time-dependent vector field `f(t, z)` on batches of points (`n × d`).
@@ -99,7 +99,7 @@ pub enum EndTime<E> {
 struct CnfDynamics<E: Element> {
     field: Rc<dyn VectorField<E>>,
     probes: Vec<Tensor<E>>,
-    regs: Vec<Reg>,
+    regs: Vec<Rc<dyn Channel<E>>>,
 }
 
 impl<E: Element> Dynamics<E> for CnfDynamics<E> {
@@ -127,6 +127,9 @@ impl<E: Element> Dynamics<E> for CnfDynamics<E> {
     }
 }
 
+/// An integrated channel of a solve: which built-in it is (if one), the channel, its weight.
+type Term<E> = (Option<Reg>, Rc<dyn Channel<E>>, E);
+
 /// Which options a pass uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -137,10 +140,12 @@ pub enum Mode {
 }
 
 /// One integrated regularizer of a [`LogProb`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RegTerm<'t, E: Element> {
-    /// Which term.
-    pub reg: Reg,
+    /// Which built-in term (`None` for a user's [`Channel`]).
+    pub reg: Option<Reg>,
+    /// The channel's name ([`Channel::name`]).
+    pub name: String,
     /// Its weight λ in [`LogProb::loss`].
     pub weight: E,
     /// `∫₀ᵀ r(z(t), t) dt` per sample (`n × 1`), summed over the blocks.
@@ -188,7 +193,12 @@ impl<'t, E: Element> LogProb<'t, E> {
 
     /// The term of regularizer `reg`, if it is configured.
     pub fn term(&self, reg: Reg) -> Option<&RegTerm<'t, E>> {
-        self.reg.iter().find(|r| r.reg == reg)
+        self.reg.iter().find(|r| r.reg == Some(reg))
+    }
+
+    /// The term whose channel is called `name` (built-in or the user's own).
+    pub fn term_named(&self, name: &str) -> Option<&RegTerm<'t, E>> {
+        self.reg.iter().find(|r| r.name == name)
     }
 }
 
@@ -205,6 +215,8 @@ pub struct Cnf<E: Element> {
     eval_opts: Options<E>,
     rng: RefCell<rand_pcg::Pcg64>,
     regs: Vec<(Reg, E)>,
+    /// Users' channels and their weights, integrated after the built-in ones.
+    channels: Vec<(Rc<dyn Channel<E>>, E)>,
     steer: Option<E>,
     /// The end time set at construction (the initial value when learnable), for checking
     /// STEER's `b < T` when the flow is configured.
@@ -246,6 +258,7 @@ impl<E: Element> Cnf<E> {
             eval_opts: Options::dopri5(tol, tol),
             rng: RefCell::new(<rand_pcg::Pcg64 as rand::SeedableRng>::seed_from_u64(0)),
             regs: Vec::new(),
+            channels: Vec::new(),
             steer: None,
             initial_end_time: E::ONE,
         }
@@ -307,9 +320,29 @@ impl<E: Element> Cnf<E> {
         self
     }
 
-    /// The configured regularizers and their weights.
+    /// The configured built-in regularizers and their weights.
     pub fn regularizer_terms(&self) -> &[(Reg, E)] {
         &self.regs
+    }
+
+    /// Adds a user-defined integrated [`Channel`] with weight `weight` (λ) in
+    /// [`LogProb::loss`]. It is integrated like the built-in regularizers (one more `n × 1`
+    /// state channel, left out of step-size control, with every trace, adjoint, STEER and
+    /// stacked blocks) and reported in [`LogProb::reg`] after them, under its
+    /// [`name`](Channel::name).
+    pub fn channel(mut self, channel: Rc<dyn Channel<E>>, weight: E) -> Self {
+        self.channels.push((channel, weight));
+        self
+    }
+
+    /// Every integrated channel with its weight, built-in ones first, in the order of
+    /// [`LogProb::reg`].
+    fn all_channels(&self) -> Vec<Term<E>> {
+        self.regs
+            .iter()
+            .map(|&(r, w)| (Some(r), r.channel(), w))
+            .chain(self.channels.iter().map(|(c, w)| (None, c.clone(), *w)))
+            .collect()
     }
 
     /// STEER (Ghosh et al. 2020): in training ([`Mode::Train`]) every call of
@@ -441,11 +474,12 @@ impl<E: Element> Cnf<E> {
             Mode::Train => (&self.train_opts, self.trace),
             Mode::Eval => (&self.eval_opts, Trace::Exact),
         };
-        let regs: Vec<Reg> = if with_regs {
-            self.regs.iter().map(|&(r, _)| r).collect()
+        let terms = if with_regs {
+            self.all_channels()
         } else {
             Vec::new()
         };
+        let regs: Vec<Rc<dyn Channel<E>>> = terms.iter().map(|(_, c, _)| c.clone()).collect();
         let mut flags = vec![true, false];
         flags.resize(2 + regs.len(), false);
         let opts = opts.clone().error_channels(flags);
@@ -489,14 +523,14 @@ impl<E: Element> Cnf<E> {
             stats.push(sol.stats);
         }
         let log_prob = z.log_normal() + delta.expect("at least one block");
-        let reg = self
-            .regs
-            .iter()
+        let reg = terms
+            .into_iter()
             .zip(acc)
-            .map(|(&(reg, weight), per_sample)| {
+            .map(|((reg, channel, weight), per_sample)| {
                 let per_sample = per_sample.expect("at least one block");
                 RegTerm {
                     reg,
+                    name: channel.name(),
                     weight,
                     per_sample,
                     value: per_sample.mean(),

@@ -17,6 +17,13 @@
 //! | [`Reg::L1`] | `‖f‖₁` | Grathwohl et al. 2019 (FFJORD) |
 //! | [`Reg::DirectionalDerivative`] | `‖(∂f/∂z) f + ∂f/∂t‖²` | Grathwohl et al. 2019 (FFJORD) |
 //!
+//! Every term is one implementation of the public [`Channel`] trait: its rate is computed from
+//! the [`RateInputs`] of one evaluation (the time, the state, the field's value, the
+//! divergence and the trace's vector-Jacobian products), and [`Reg`] names the built-in ones.
+//! A user's own channel ([`Cnf::channel`](crate::cnf::Cnf::channel)) is integrated exactly like
+//! them: with every trace estimator and adjoint, STEER, stacked blocks and evaluation, and left
+//! out of step-size control.
+//!
 //! The Jacobian-Frobenius term reuses the trace estimator's work: with Hutchinson's estimator the
 //! products `εᵀ∂f/∂z` that [`divergence`] returns are squared and summed (averaged over the
 //! probes; `E‖εᵀJ‖² = ‖J‖²_F` for `Cov(ε) = I`), so the probe of the trace and of this term are
@@ -41,6 +48,7 @@
 //! [`Tape::jvp`]: autodiff::Tape::jvp
 
 use std::fmt;
+use std::rc::Rc;
 
 use autodiff::{Element, Tensor, Var};
 
@@ -113,55 +121,163 @@ impl fmt::Display for SteerError {
 
 impl std::error::Error for SteerError {}
 
+/// What the rate of a [`Channel`] can read at one evaluation of the dynamics, all recorded on
+/// the evaluating tape (so a rate written with tape ops can be differentiated again, as the
+/// adjoint needs).
+pub struct RateInputs<'a, 't, E: Element> {
+    /// The time (`1 × 1`), an independent input of the dynamics.
+    pub t: Var<'t, E>,
+    /// The state (`n × d`), an independent input of the dynamics.
+    pub z: Var<'t, E>,
+    /// The field's value `f(t, z)` (`n × d`).
+    pub f: Var<'t, E>,
+    /// The divergence `tr(∂f/∂z)` per row (`n × 1`): exact, or Hutchinson's estimate.
+    pub divergence: Var<'t, E>,
+    /// The vector-Jacobian products the trace computed: the Jacobian rows `e_jᵀ∂f/∂z` for the
+    /// exact trace, `εᵀ∂f/∂z` for each of the [`probes`](RateInputs::probes) otherwise.
+    pub products: &'a [Var<'t, E>],
+    /// Hutchinson's probes of this solve (empty with the exact trace).
+    pub probes: &'a [Tensor<E>],
+}
+
+/// An integrated channel of a CNF's augmented state: `R = ∫₀ᵀ r(t, z) dt` per sample, with the
+/// rate `r` computed from the [`RateInputs`] of each evaluation. The built-in regularizers
+/// ([`Reg`]) are implementations; a user's own is added with
+/// [`Cnf::channel`](crate::cnf::Cnf::channel) and gets everything they get.
+///
+/// ```
+/// use autodiff::{Element, Var};
+/// use flows::regularizers::{Channel, RateInputs};
+///
+/// /// ∫ ‖f‖⁴ dt.
+/// struct Quartic;
+/// impl<E: Element> Channel<E> for Quartic {
+///     fn name(&self) -> String {
+///         "quartic".into()
+///     }
+///     fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
+///         x.f.square().sum_axis(1).square()
+///     }
+/// }
+/// ```
+pub trait Channel<E: Element> {
+    /// A short name, reported with the term ([`RegTerm`](crate::cnf::RegTerm)).
+    fn name(&self) -> String;
+
+    /// The rate `r(t, z)` per sample (`n × 1`), written with tape operations.
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E>;
+}
+
+/// Kinetic energy `‖f‖²` (Finlay et al. 2020); FFJORD's L2.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Kinetic;
+
+impl<E: Element> Channel<E> for Kinetic {
+    fn name(&self) -> String {
+        Reg::Kinetic.name().into()
+    }
+
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
+        x.f.square().sum_axis(1)
+    }
+}
+
+/// `‖f‖₁` (Grathwohl et al. 2019).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct L1;
+
+impl<E: Element> Channel<E> for L1 {
+    fn name(&self) -> String {
+        Reg::L1.name().into()
+    }
+
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
+        x.f.abs().sum_axis(1)
+    }
+}
+
+/// `‖J‖²_F` from the trace's products: the sum over the Jacobian's rows (exact trace), or the
+/// mean of `‖εᵀJ‖²` over the probes (Hutchinson; `E‖εᵀJ‖² = ‖J‖²_F`) (Finlay et al. 2020).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JacobianFrobenius;
+
+impl<E: Element> Channel<E> for JacobianFrobenius {
+    fn name(&self) -> String {
+        Reg::JacobianFrobenius.name().into()
+    }
+
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
+        let n = x.f.shape().0;
+        let sum = x
+            .products
+            .iter()
+            .map(|v| v.square().sum_axis(1))
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| x.f.tape().zeros(n, 1));
+        if x.probes.is_empty() {
+            sum
+        } else {
+            sum.mul_scalar(E::ONE / E::from_usize(x.probes.len()))
+        }
+    }
+}
+
+/// `‖(∂f/∂z) f + ∂f/∂t‖²`, the squared acceleration along the trajectory (Grathwohl et al.
+/// 2019), by one forward-mode product of `f` along `(ż, ṫ) = (f, 1)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DirectionalDerivative;
+
+impl<E: Element> Channel<E> for DirectionalDerivative {
+    fn name(&self) -> String {
+        Reg::DirectionalDerivative.name().into()
+    }
+
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
+        let tape = x.f.tape();
+        let one = tape.scalar(E::ONE);
+        let acc = tape
+            .jvp(&[x.f], &[x.z, x.t], &[x.f, one])
+            .expect("jvp of primitives cannot fail")[0];
+        acc.square().sum_axis(1)
+    }
+}
+
+impl Reg {
+    /// The built-in [`Channel`] this name stands for.
+    pub fn channel<E: Element>(self) -> Rc<dyn Channel<E>> {
+        match self {
+            Reg::Kinetic => Rc::new(Kinetic),
+            Reg::JacobianFrobenius => Rc::new(JacobianFrobenius),
+            Reg::L1 => Rc::new(L1),
+            Reg::DirectionalDerivative => Rc::new(DirectionalDerivative),
+        }
+    }
+}
+
 /// Evaluates a field `f = field(t, z)` at `t` (`1 × 1`) and `z` (`n × d`) and returns `f`,
 /// its divergence `tr(∂f/∂z)` per row (as [`divergence`]: exact when `probes` is empty,
-/// Hutchinson's estimate otherwise) and the rate `r_k(z, t)` of each regularizer in `regs`
-/// (each `n × 1`, in the order of `regs`): the right-hand side of the augmented CNF state
-/// `[z, ℓ, R₁, …]`.
+/// Hutchinson's estimate otherwise) and the rate of each channel (each `n × 1`, in order): the
+/// right-hand side of the augmented CNF state `[z, ℓ, R₁, …]`.
 ///
 /// Everything is recorded on the tape, so the rates can be differentiated again (the adjoint
-/// of the augmented dynamics needs their products with `∂/∂z` and `∂/∂θ`). The field is
-/// evaluated here rather than passed in because the directional derivative is a forward-mode
-/// product of the field with respect to `(z, t)`.
+/// of the augmented dynamics needs their products with `∂/∂z` and `∂/∂θ`).
 pub fn rates<'t, E: Element>(
-    regs: &[Reg],
+    channels: &[Rc<dyn Channel<E>>],
     t: Var<'t, E>,
     z: Var<'t, E>,
     probes: &[Tensor<E>],
     field: impl FnOnce(Var<'t, E>, Var<'t, E>) -> Var<'t, E>,
 ) -> (Var<'t, E>, Var<'t, E>, Vec<Var<'t, E>>) {
     let f = field(t, z);
-    let tape = f.tape();
-    let n = f.shape().0;
     let (div, products) = divergence(f, z, probes);
-    // ‖J‖²_F: the sum over the Jacobian's rows (exact trace), or the mean of ‖εᵀJ‖² over the
-    // probes (Hutchinson; E‖εᵀJ‖² = ‖J‖²_F).
-    let frobenius = regs.contains(&Reg::JacobianFrobenius).then(|| {
-        let sum = products
-            .iter()
-            .map(|v| v.square().sum_axis(1))
-            .reduce(|a, b| a + b)
-            .unwrap_or_else(|| tape.zeros(n, 1));
-        if probes.is_empty() {
-            sum
-        } else {
-            sum.mul_scalar(E::ONE / E::from_usize(probes.len()))
-        }
-    });
-    let out = regs
-        .iter()
-        .map(|reg| match reg {
-            Reg::Kinetic => f.square().sum_axis(1),
-            Reg::L1 => f.abs().sum_axis(1),
-            Reg::JacobianFrobenius => frobenius.expect("computed when requested"),
-            Reg::DirectionalDerivative => {
-                let one = tape.scalar(E::ONE);
-                let acc = tape
-                    .jvp(&[f], &[z, t], &[f, one])
-                    .expect("jvp of primitives cannot fail")[0];
-                acc.square().sum_axis(1)
-            }
-        })
-        .collect();
+    let inputs = RateInputs {
+        t,
+        z,
+        f,
+        divergence: div,
+        products: &products,
+        probes,
+    };
+    let out = channels.iter().map(|c| c.rate(&inputs)).collect();
     (f, div, out)
 }
