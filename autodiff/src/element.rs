@@ -302,10 +302,18 @@ macro_rules! impl_element {
                 csc: isize,
             ) -> bool {
                 #[cfg(target_arch = "x86_64")]
-                if path.clamp() == Path::Avx512 {
-                    return crate::smallgemm::$k::gemm(
-                        m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc,
-                    );
+                match path.clamp() {
+                    Path::Avx512 => {
+                        return crate::smallgemm::avx512::$k::gemm(
+                            m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc,
+                        )
+                    }
+                    Path::Avx2 => {
+                        return crate::smallgemm::avx2::$k::gemm(
+                            m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc,
+                        )
+                    }
+                    _ => {}
                 }
                 false
             }

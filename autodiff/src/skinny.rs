@@ -45,6 +45,40 @@ pub(crate) fn gemm<E: Element>(
         rsc as usize,
         csc as usize,
     );
+    if k <= 4 && n <= NB && csc == 1 {
+        // On the AVX2 and AVX-512 paths, the intrinsics kernel of smallgemm.rs with B packed
+        // contiguously (at most 4×64 elements) beats the rank-k loop below as compiled in the
+        // paths' wrappers, where LLVM's generic x86 tuning reloads the packed B from the
+        // stack for every row (measured: 1.5-2x slower than the same loop built with
+        // -C target-cpu=native; the intrinsics kernel matches or beats that, except the AVX2
+        // `G·W` with k = 2, about 20% slower, outweighed by the `x·Wᵀ` cases, 20% faster).
+        // The baseline path has no such kernel and keeps the loop.
+        let mut bp = [E::ZERO; 4 * NB];
+        for p in 0..k {
+            for j in 0..n {
+                bp[p * n + j] = b[p * rsb + j * csb];
+            }
+        }
+        if E::small_gemm(
+            path,
+            m,
+            k,
+            n,
+            alpha,
+            a,
+            rsa as isize,
+            csa as isize,
+            &bp[..k * n],
+            n as isize,
+            1,
+            beta,
+            c,
+            rsc as isize,
+            1,
+        ) {
+            return true;
+        }
+    }
     let ab = (alpha, a, rsa, csa, b, rsb, csb);
     // Each loop runs inside the path's `#[target_feature]` wrapper (inlined into it), so its
     // vector loops get that path's width.

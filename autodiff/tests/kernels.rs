@@ -602,12 +602,12 @@ fn gemm_matches_definition() {
     }
 }
 
-/// The packing-free kernel for `n ≤ 64` with contiguous rows of `B` (`tb = false`; the
-/// transposed-`B` cases run alongside and take the general path): row counts that are and are
-/// not multiples of its 6-row block, column counts off the 16/8-lane vectors (masked last
-/// vector) and across its 16/8-lane panels, depths from the smallest it sees (k = 5; k ≤ 4
-/// goes to the rank-k loops) to its limit of 512 and just past it, alpha/beta variants and
-/// NaN-filled `C` with beta = 0.
+/// The packing-free kernels for `n ≤ 64` with contiguous rows of `B` (`tb = false`; the
+/// transposed-`B` cases run alongside and take the general path, except for `k ≤ 4`, whose
+/// tiny `B` is repacked for them): row counts that are and are not multiples of the 6-row
+/// block, column counts off the vector widths (a partial last vector: 16/8 lanes with
+/// AVX-512, 8/4 with AVX2) and across the panels, depths from 1 to the limit of 512 and just
+/// past it, alpha/beta variants and NaN-filled `C` with beta = 0.
 #[test]
 fn gemm_small_n_kernel() {
     let shapes = [
@@ -623,6 +623,10 @@ fn gemm_small_n_kernel() {
         (12, 64, 16),
         (11, 100, 8),
         (25, 33, 65),
+        (257, 3, 63),
+        (31, 2, 7),
+        (12, 4, 64),
+        (19, 1, 9),
     ];
     for p in paths() {
         for &(m, k, n) in &shapes {
