@@ -607,7 +607,9 @@ fn gemm_matches_definition() {
 /// tiny `B` is repacked for them): row counts that are and are not multiples of the 6-row
 /// block, column counts off the vector widths (a partial last vector: 16/8 lanes with
 /// AVX-512, 8/4 with AVX2) and across the panels, depths from 1 to the limit of 512 and just
-/// past it, alpha/beta variants and NaN-filled `C` with beta = 0.
+/// past it, alpha/beta variants and NaN-filled `C` with beta = 0. With `n ≤ 4` and rows of `A`
+/// contiguous (`ta = false`) the dot-product kernel runs instead, on `B` itself (`tb = true`)
+/// or packed (`tb = false`), with depths on and off the vector width.
 #[test]
 fn gemm_small_n_kernel() {
     let shapes = [
@@ -627,6 +629,11 @@ fn gemm_small_n_kernel() {
         (31, 2, 7),
         (12, 4, 64),
         (19, 1, 9),
+        (37, 17, 3),
+        (6, 512, 4),
+        (9, 100, 2),
+        (513, 64, 1),
+        (3, 8, 4),
     ];
     for p in paths() {
         for &(m, k, n) in &shapes {
