@@ -38,12 +38,15 @@
 #![warn(missing_docs)]
 
 mod composite;
+mod cpu;
 mod custom;
 mod element;
 mod error;
 mod isolate;
 pub mod kernels;
+mod matmul;
 mod ops;
+mod skinny;
 #[cfg(target_arch = "x86_64")]
 mod smallgemm;
 mod tape;

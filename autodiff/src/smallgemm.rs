@@ -1,23 +1,40 @@
-//! Packing-free AVX-512 GEMM for the shapes of MLP layers at batch size: `n ≤ 64` output
-//! columns, any `m`, `k ≤ 512`, row-major `C`, `B` with contiguous rows.
+//! Packing-free GEMM for the shapes of MLP layers at batch size: `n ≤ 64` output columns, any
+//! `m`, `k ≤ 512`, row-major `C`, `B` with contiguous rows; one kernel per vector ISA
+//! (`avx512::{f32k, f64k}`, `avx2::{f32k, f64k}`).
 //!
-//! There a block of `MR` rows × 64 columns of `C` fits in zmm registers and a 64-column panel
-//! of `B` stays in L1/L2, so the kernel reads `A` straight from memory (broadcast loads, any
-//! strides) instead of packing it as the `gemm` crate does. On this Zen 4 both run close to the
-//! FMA ceiling (≈115 GFLOP/s f32, ≈57 f64: 512-bit FMAs issue on two 256-bit pipes), so
-//! skipping the packing gains 3–9% on `G·W` and on the weight gradients `Gᵀ·X`.
+//! A block of `MR` rows × `NC` columns of `C` lives in vector registers across the whole depth
+//! loop and a panel of `B` stays in L1/L2, so the kernel reads `A` straight from memory
+//! (broadcast loads, any strides) instead of packing it as the `gemm` crate does. With
+//! AVX-512 (32 zmm registers) one panel covers 64 columns (6 × 4 accumulators); with AVX2 (16
+//! ymm registers) a panel is 6 rows × 2 vectors (16 f32 / 8 f64 columns), the classic Haswell
+//! register block. On Zen 4 both the AVX-512 kernel and the crate run close to the FMA
+//! ceiling, and skipping the packing gains 3–9% on `G·W` and on the weight gradients `Gᵀ·X`.
+//! The AVX2 kernel was measured on a Zen 5 restricted to AVX2 against the crate's own AVX2
+//! kernels (the crate built without `x86-v4`), at batch 512: `G·W` 512×64×64 1–2% faster,
+//! `Gᵀ·X` 64×512×64 18% faster in f32 and equal in f64, `Gᵀ·X` 2×512×64 13–15% faster. It
+//! has not been timed on an AVX2-only CPU.
 //!
 //! `B` with strided columns (`x·Wᵀ`) is declined: repacking the 64×64 weight per call cost as
-//! much as it saved (0.92–1.02× the `gemm` crate, scalar or gathered: Zen 4 gathers are slow),
-//! so it stays on the general path.
-//! The entry points also decline (return `false`, touching nothing) when the CPU lacks
-//! AVX-512F, the shape is out of the measured range, or the strides would reach outside the
+//! much as it saved (0.92–1.02× the `gemm` crate on Zen 4, scalar or gathered: Zen 4 gathers
+//! are slow), so it stays on the general path. (The skinny `k ≤ 4` products repack their tiny
+//! `B` and come here; see `skinny.rs`.)
+//!
+//! Outputs of 1–4 columns with rows of `A` contiguous (the last layer's `x·Wᵀ` and the `G·W`
+//! of its VJP) take a dot-product kernel instead, vectorized along `k`: the panel kernel would
+//! fill `n` of its lanes and the `gemm` crate spends its time on edge tiles there. At
+//! 512×64×2: 1.9 µs f32 / 3.4 f64 against 9.6–12 for the crate (`x·Wᵀ`) and 6–7 for the
+//! panel kernel (`G·W`).
+//!
+//! The entry points also decline (return `false`, touching nothing) when the CPU lacks the
+//! ISA, the shape is out of the measured range, or the strides would reach outside the
 //! slices; the caller then falls back to the general path.
 
-/// Largest `n` handled: one or two register panels.
+/// Largest `n` handled: the panels of one 64-column block.
 const N_MAX: usize = 64;
 /// Largest `k` handled: the range measured (a 512×64 panel of `B` still sits in L2).
 const K_MAX: usize = 512;
+/// Largest `n` of the dot-product kernel for narrow outputs.
+const NARROW_N: usize = 4;
 
 /// Whether `len` covers every index `i·rs + j·cs` for `i < rows`, `j < cols` (`rows, cols > 0`).
 fn covers(len: usize, rows: usize, rs: usize, cols: usize, cs: usize) -> bool {
@@ -27,24 +44,39 @@ fn covers(len: usize, rows: usize, rs: usize, cols: usize, cs: usize) -> bool {
         .is_some_and(|last| last < len)
 }
 
+/// One kernel: module `$k` for element `$t` on the ISA `$feat` (detected with `$detect`).
+///
+/// The ISA-specific parts come in as expressions over named arguments: a vector of zeros,
+/// a broadcast, an FMA `a·b + c`, a product, unaligned full loads/stores, and loads/stores of
+/// the first `lanes` lanes only (`lanes < LANES`), which must not touch memory past them.
 macro_rules! small_gemm {
     (
-        $k:ident, $t:ident, $mask:ty, $lanes:literal,
-        $set1:ident, $fmadd:ident, $mul:ident, $loadu:ident, $maskz_loadu:ident,
-        $mask_storeu:ident, $zero:ident
+        mod $k:ident: $t:ident, $vec:ty, lanes $lanes:literal, mr $mr:literal, nv $nv:literal,
+        feature $feat:literal, detect [$($detect:tt),*],
+        zero = $zero:expr,
+        set1($s1:ident) = $set1:expr,
+        fmadd($fa:ident, $fb:ident, $fc:ident) = $fmadd:expr,
+        mul($ma:ident, $mb:ident) = $mul:expr,
+        loadu($lp:ident) = $loadu:expr,
+        storeu($sp:ident, $sv:ident) = $storeu:expr,
+        load_first($lfp:ident, $lfn:ident) = $load_first:expr,
+        store_first($sfp:ident, $sfn:ident, $sfv:ident) = $store_first:expr,
+        hsum($hv:ident) = $hsum:expr,
+        narrow_rows $nr12:literal, $nr34:literal $(,)?
     ) => {
         pub(crate) mod $k {
+            #[allow(unused_imports)]
             use std::arch::x86_64::*;
 
-            use super::{covers, K_MAX, N_MAX};
+            use crate::smallgemm::{covers, K_MAX, NARROW_N, N_MAX};
 
-            /// Lanes of a zmm register.
+            /// Lanes of a vector register.
             const LANES: usize = $lanes;
             /// Rows of `C` per register block.
-            const MR: usize = 6;
-            /// zmm registers per row of a block: `MR × NV` accumulators plus `NV` rows of `B`
-            /// and a broadcast fit in the 32 registers.
-            const NV: usize = 4;
+            const MR: usize = $mr;
+            /// Vectors per row of a block: `MR × NV` accumulators plus `NV` rows of `B` and a
+            /// broadcast fit in the register file.
+            const NV: usize = $nv;
             /// Columns of `C` per panel.
             const NC: usize = NV * LANES;
 
@@ -67,6 +99,9 @@ macro_rules! small_gemm {
                 rsc: isize,
                 csc: isize,
             ) -> bool {
+                if n <= NARROW_N && k >= LANES && csa == 1 {
+                    return narrow_gemm(m, k, n, alpha, a, rsa, b, rsb, csb, beta, c, rsc, csc);
+                }
                 if m == 0 || k == 0 || k > K_MAX || n == 0 || n > N_MAX || csb != 1 || csc != 1 {
                     return false;
                 }
@@ -77,14 +112,14 @@ macro_rules! small_gemm {
                 if !covers(a.len(), m, rsa, k, csa)
                     || !covers(b.len(), k, rsb, n, 1)
                     || !covers(c.len(), m, rsc, n, 1)
-                    || !std::arch::is_x86_feature_detected!("avx512f")
+                    || !($(std::arch::is_x86_feature_detected!($detect))&&*)
                 {
                     return false;
                 }
                 // SAFETY: `covers` checked that every A[i·rsa + p·csa], B[p·rsb + j] and
                 // C[i·rsc + j] (i < m, p < k, j < n) lies inside its slice, which is all `run`
-                // touches (masked lanes beyond n are neither loaded nor stored), and AVX-512F
-                // was detected above.
+                // touches (partial vectors beyond n are neither loaded nor stored), and the
+                // ISA was detected above.
                 unsafe {
                     run(
                         m,
@@ -104,13 +139,184 @@ macro_rules! small_gemm {
                 true
             }
 
+            /// `C = alpha·A·B + beta·C` for `n ≤ NARROW_N` columns and rows of `A` contiguous
+            /// (`x·Wᵀ` and `G·W` of a layer with 1–4 outputs, `m × k` with `k ≥ LANES`): each
+            /// `C[i, j]` is a dot product of row `i` of `A` with column `j` of `B`, packed
+            /// contiguously first (at most 4 × 512 elements). Vectorizing along `k` keeps every
+            /// lane busy, where the panel kernel would use `n` of its lanes. Returns `false`,
+            /// touching nothing, if the layout, shape or CPU does not suit.
+            #[allow(clippy::too_many_arguments)]
+            fn narrow_gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: $t,
+                a: &[$t],
+                rsa: isize,
+                b: &[$t],
+                rsb: isize,
+                csb: isize,
+                beta: $t,
+                c: &mut [$t],
+                rsc: isize,
+                csc: isize,
+            ) -> bool {
+                if m == 0 || n == 0 || n > NARROW_N || !(LANES..=K_MAX).contains(&k) {
+                    return false;
+                }
+                if [rsa, rsb, csb, rsc, csc].iter().any(|&s| s < 0) {
+                    return false;
+                }
+                let [rsa, rsb, csb, rsc, csc] = [rsa, rsb, csb, rsc, csc].map(|s| s as usize);
+                if !covers(a.len(), m, rsa, k, 1)
+                    || !covers(b.len(), k, rsb, n, csb)
+                    || !covers(c.len(), m, rsc, n, csc)
+                    || !($(std::arch::is_x86_feature_detected!($detect))&&*)
+                {
+                    return false;
+                }
+                // Column j of B as bt[j·ldbt + p], p < k: B itself when its columns are
+                // contiguous (x·Wᵀ: the rows of W), else packed (G·W with a k × n weight).
+                // The pack buffer is left uninitialised beyond the n·k elements written:
+                // zeroing all 4·512 would cost as much as the product.
+                let mut pack = [std::mem::MaybeUninit::<$t>::uninit(); NARROW_N * K_MAX];
+                let (bt, ldbt) = if rsb == 1 {
+                    (b.as_ptr(), csb)
+                } else {
+                    for j in 0..n {
+                        for p in 0..k {
+                            // Safe indexing, in bounds by `covers`.
+                            pack[j * k + p].write(b[p * rsb + j * csb]);
+                        }
+                    }
+                    (pack.as_ptr() as *const $t, k)
+                };
+                let (a, c) = (a.as_ptr(), c.as_mut_ptr());
+                // SAFETY: `covers` checked every A[i·rsa + p], B[p·rsb + j·csb] and
+                // C[i·rsc + j·csc] (i < m, p < k, j < n) against the slices; `bt[j·ldbt + p]`
+                // is either such a B element or one of the n·k initialised packed ones. That
+                // is all `narrow` touches (the partial last vector of a row only its
+                // `k mod LANES` lanes), and the ISA was detected above.
+                unsafe {
+                    let args = (m, k, alpha, a, rsa, bt, ldbt, beta, c, rsc, csc);
+                    match n {
+                        1 => narrow::<1, $nr12>(args),
+                        2 => narrow::<2, $nr12>(args),
+                        3 => narrow::<3, $nr34>(args),
+                        _ => narrow::<4, $nr34>(args),
+                    }
+                }
+                true
+            }
+
+            /// `(m, k, alpha, a, rsa, bt, ldbt, beta, c, rsc, csc)` of [`narrow`].
+            type Narrow = (
+                usize,
+                usize,
+                $t,
+                *const $t,
+                usize,
+                *const $t,
+                usize,
+                $t,
+                *mut $t,
+                usize,
+                usize,
+            );
+
+            /// `N` columns of `C`, `R` rows at a time (then single rows).
+            ///
+            /// # Safety
+            /// The ISA available; `a[i·rsa + p]` valid for `i < m`, `p < k`; `bt[j·ldbt + p]`
+            /// for `j < N`, `p < k`; `c[i·rsc + j·csc]` for `i < m`, `j < N`.
+            #[target_feature(enable = $feat)]
+            unsafe fn narrow<const N: usize, const R: usize>(
+                (m, k, alpha, a, rsa, bt, ldbt, beta, c, rsc, csc): Narrow,
+            ) {
+                let mut i = 0;
+                // SAFETY: each call covers rows i..i + R ≤ m (or one row).
+                unsafe {
+                    while i + R <= m {
+                        let (ai, ci) = (a.add(i * rsa), c.add(i * rsc));
+                        narrow_block::<N, R>(k, alpha, ai, rsa, bt, ldbt, beta, ci, rsc, csc);
+                        i += R;
+                    }
+                    while i < m {
+                        let (ai, ci) = (a.add(i * rsa), c.add(i * rsc));
+                        narrow_block::<N, 1>(k, alpha, ai, rsa, bt, ldbt, beta, ci, rsc, csc);
+                        i += 1;
+                    }
+                }
+            }
+
+            /// `R × N` dot products of length `k`: `R·N` vector accumulators over the depth,
+            /// each reduced horizontally at the end.
+            ///
+            /// # Safety
+            /// As for [`narrow`], for rows `0..R`.
+            #[allow(clippy::too_many_arguments)]
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn narrow_block<const N: usize, const R: usize>(
+                k: usize,
+                alpha: $t,
+                a: *const $t,
+                rsa: usize,
+                bt: *const $t,
+                ldbt: usize,
+                beta: $t,
+                c: *mut $t,
+                rsc: usize,
+                csc: usize,
+            ) {
+                // SAFETY: all pointers are within the ranges of the contract; the last
+                // partial vector loads only its `k - p` lanes.
+                unsafe {
+                    let mut acc = [[zero(); N]; R];
+                    let mut p = 0;
+                    while p < k {
+                        let lanes = LANES.min(k - p);
+                        let get = |ptr: *const $t| {
+                            if lanes == LANES {
+                                let $lp = ptr;
+                                $loadu
+                            } else {
+                                let ($lfp, $lfn) = (ptr, lanes);
+                                $load_first
+                            }
+                        };
+                        let mut bv = [zero(); N];
+                        for (j, x) in bv.iter_mut().enumerate() {
+                            *x = get(bt.add(j * ldbt + p));
+                        }
+                        for (r, accr) in acc.iter_mut().enumerate() {
+                            let x = get(a.add(r * rsa + p));
+                            for (s, bv) in accr.iter_mut().zip(&bv) {
+                                *s = fmadd(x, *bv, *s);
+                            }
+                        }
+                        p += lanes;
+                    }
+                    for (r, accr) in acc.iter().enumerate() {
+                        for (j, s) in accr.iter().enumerate() {
+                            let $hv = *s;
+                            let dot: $t = $hsum;
+                            let v = if alpha == 1.0 { dot } else { alpha * dot };
+                            let cij = c.add(r * rsc + j * csc);
+                            // beta == 0: C is not read (it may hold NaN).
+                            *cij = if beta == 0.0 { v } else { beta * *cij + v };
+                        }
+                    }
+                }
+            }
+
             /// Splits `C` into panels of up to `NC` columns.
             ///
             /// # Safety
-            /// AVX-512F available; `a[i·rsa + p·csa]`, `b[p·ldb + j]` and `c[i·rsc + j]` valid
+            /// The ISA available; `a[i·rsa + p·csa]`, `b[p·ldb + j]` and `c[i·rsc + j]` valid
             /// for all `i < m`, `p < k`, `j < n` (reads of `c` only when `beta != 0`).
             #[allow(clippy::too_many_arguments)]
-            #[target_feature(enable = "avx512f")]
+            #[target_feature(enable = $feat)]
             unsafe fn run(
                 m: usize,
                 k: usize,
@@ -129,29 +335,25 @@ macro_rules! small_gemm {
                 while j0 < n {
                     let nc = NC.min(n - j0);
                     let nv = nc.div_ceil(LANES);
+                    // Lanes of the last vector that exist (LANES: a full vector).
                     let tail = nc - (nv - 1) * LANES;
-                    let mask: $mask = if tail == LANES {
-                        <$mask>::MAX
-                    } else {
-                        (1 << tail) - 1
-                    };
-                    // SAFETY: columns j0..j0 + nc < n of B and C, with the last vector of
-                    // each row masked to the `tail` columns that exist (the caller's bounds).
+                    // SAFETY: columns j0..j0 + nc ≤ n of B and C, the last vector of each row
+                    // limited to `tail` lanes (the caller's bounds).
                     unsafe {
                         let (b, c) = (b.add(j0), c.add(j0));
-                        let args = (m, k, alpha, a, rsa, csa, b, ldb, mask, beta, c, rsc);
+                        let args = (m, k, alpha, a, rsa, csa, b, ldb, tail, beta, c, rsc);
                         match nv {
                             1 => panel::<1>(args),
-                            2 => panel::<2>(args),
-                            3 => panel::<3>(args),
-                            _ => panel::<4>(args),
+                            2 if NV >= 2 => panel::<2>(args),
+                            3 if NV >= 3 => panel::<3>(args),
+                            _ => panel::<NV>(args),
                         }
                     }
                     j0 += nc;
                 }
             }
 
-            /// `(m, k, alpha, a, rsa, csa, b, ldb, mask, beta, c, rsc)` of one panel.
+            /// `(m, k, alpha, a, rsa, csa, b, ldb, tail, beta, c, rsc)` of one panel.
             type Panel = (
                 usize,
                 usize,
@@ -161,7 +363,7 @@ macro_rules! small_gemm {
                 usize,
                 *const $t,
                 usize,
-                $mask,
+                usize,
                 $t,
                 *mut $t,
                 usize,
@@ -170,22 +372,22 @@ macro_rules! small_gemm {
             /// One panel of `V` vectors per row: full `MR`-row blocks, then the remainder.
             ///
             /// # Safety
-            /// As for [`run`], restricted to the panel's columns, `mask` selecting the lanes of
-            /// the last vector that exist.
-            #[target_feature(enable = "avx512f")]
+            /// As for [`run`], restricted to the panel's columns, `tail` the lanes of the last
+            /// vector that exist.
+            #[target_feature(enable = $feat)]
             unsafe fn panel<const V: usize>(
-                (m, k, alpha, a, rsa, csa, b, ldb, mask, beta, c, rsc): Panel,
+                (m, k, alpha, a, rsa, csa, b, ldb, tail, beta, c, rsc): Panel,
             ) {
                 let mut i = 0;
                 // SAFETY: each block covers rows i..i + R ≤ m.
                 unsafe {
                     while i + MR <= m {
                         let (ai, ci) = (a.add(i * rsa), c.add(i * rsc));
-                        block::<MR, V>(k, alpha, ai, rsa, csa, b, ldb, mask, beta, ci, rsc);
+                        block::<MR, V>(k, alpha, ai, rsa, csa, b, ldb, tail, beta, ci, rsc);
                         i += MR;
                     }
                     let (ai, ci) = (a.add(i * rsa), c.add(i * rsc));
-                    let args = (k, alpha, ai, rsa, csa, b, ldb, mask, beta, ci, rsc);
+                    let args = (k, alpha, ai, rsa, csa, b, ldb, tail, beta, ci, rsc);
                     match m - i {
                         0 => {}
                         1 => block_t::<1, V>(args),
@@ -199,9 +401,9 @@ macro_rules! small_gemm {
 
             /// [`block`] with its arguments in a tuple (for the remainder dispatch).
             #[allow(clippy::type_complexity)]
-            #[target_feature(enable = "avx512f")]
+            #[target_feature(enable = $feat)]
             unsafe fn block_t<const R: usize, const V: usize>(
-                (k, alpha, a, rsa, csa, b, ldb, mask, beta, c, rsc): (
+                (k, alpha, a, rsa, csa, b, ldb, tail, beta, c, rsc): (
                     usize,
                     $t,
                     *const $t,
@@ -209,14 +411,80 @@ macro_rules! small_gemm {
                     usize,
                     *const $t,
                     usize,
-                    $mask,
+                    usize,
                     $t,
                     *mut $t,
                     usize,
                 ),
             ) {
                 // SAFETY: forwarded contract.
-                unsafe { block::<R, V>(k, alpha, a, rsa, csa, b, ldb, mask, beta, c, rsc) }
+                unsafe { block::<R, V>(k, alpha, a, rsa, csa, b, ldb, tail, beta, c, rsc) }
+            }
+
+            /// A vector of zeros.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn zero() -> $vec {
+                $zero
+            }
+
+            /// A vector with every lane `x`.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn set1($s1: $t) -> $vec {
+                $set1
+            }
+
+            /// `a·b + c`, fused.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn fmadd($fa: $vec, $fb: $vec, $fc: $vec) -> $vec {
+                $fmadd
+            }
+
+            /// `a·b`.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn mul($ma: $vec, $mb: $vec) -> $vec {
+                $mul
+            }
+
+            /// Loads vector `v` of a row of `V` vectors whose last one has `tail` lanes.
+            ///
+            /// # Safety
+            /// The ISA available; the lanes that exist readable.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn load<const V: usize>(row: *const $t, v: usize, tail: usize) -> $vec {
+                // SAFETY: the caller's contract; a partial load touches only `tail` lanes.
+                unsafe {
+                    if v + 1 == V && tail < LANES {
+                        let ($lfp, $lfn) = (row.add(v * LANES), tail);
+                        $load_first
+                    } else {
+                        let $lp = row.add(v * LANES);
+                        $loadu
+                    }
+                }
+            }
+
+            /// Stores `x` as vector `v` of such a row.
+            ///
+            /// # Safety
+            /// The ISA available; the lanes that exist writable.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn store<const V: usize>(row: *mut $t, v: usize, tail: usize, x: $vec) {
+                // SAFETY: the caller's contract; a partial store touches only `tail` lanes.
+                unsafe {
+                    if v + 1 == V && tail < LANES {
+                        let ($sfp, $sfn, $sfv) = (row.add(v * LANES), tail, x);
+                        $store_first
+                    } else {
+                        let ($sp, $sv) = (row.add(v * LANES), x);
+                        $storeu
+                    }
+                }
             }
 
             /// `R` rows × `V` vectors of `C`: the accumulators live in registers across the
@@ -224,12 +492,12 @@ macro_rules! small_gemm {
             /// `A`.
             ///
             /// # Safety
-            /// AVX-512F; `a[r·rsa + p·csa]` valid for `r < R`, `p < k`; `b[p·ldb + j]` and
-            /// `c[r·rsc + j]` valid for the lanes `j` of the first `V − 1` vectors and the lanes
-            /// of the last one selected by `mask`.
+            /// The ISA available; `a[r·rsa + p·csa]` valid for `r < R`, `p < k`; `b[p·ldb + j]`
+            /// and `c[r·rsc + j]` valid for the lanes `j` of the first `V − 1` vectors and the
+            /// first `tail` lanes of the last one.
             #[allow(clippy::too_many_arguments)]
             #[inline]
-            #[target_feature(enable = "avx512f")]
+            #[target_feature(enable = $feat)]
             unsafe fn block<const R: usize, const V: usize>(
                 k: usize,
                 alpha: $t,
@@ -238,46 +506,42 @@ macro_rules! small_gemm {
                 csa: usize,
                 b: *const $t,
                 ldb: usize,
-                mask: $mask,
+                tail: usize,
                 beta: $t,
                 c: *mut $t,
                 rsc: usize,
             ) {
-                let mut acc = [[$zero(); V]; R];
+                // SAFETY: the ISA is available (the caller's contract).
+                let mut acc = [[unsafe { zero() }; V]; R];
                 // SAFETY: every pointer below is one the contract declares valid; the last
-                // vector of a row is loaded/stored under `mask`, which suppresses the access
-                // (and any fault) for lanes past the end.
+                // vector of a row is loaded/stored partially when it has fewer lanes.
                 unsafe {
                     for p in 0..k {
                         let bp = b.add(p * ldb);
-                        let mut bv = [$zero(); V];
+                        let mut bv = [zero(); V];
                         for (v, x) in bv.iter_mut().enumerate() {
-                            *x = if v + 1 == V {
-                                $maskz_loadu(mask, bp.add(v * LANES))
-                            } else {
-                                $loadu(bp.add(v * LANES))
-                            };
+                            *x = load::<V>(bp, v, tail);
                         }
                         let ap = a.add(p * csa);
                         for (r, accr) in acc.iter_mut().enumerate() {
-                            let x = $set1(*ap.add(r * rsa));
+                            let x = set1(*ap.add(r * rsa));
                             for (s, bv) in accr.iter_mut().zip(&bv) {
-                                *s = $fmadd(x, *bv, *s);
+                                *s = fmadd(x, *bv, *s);
                             }
                         }
                     }
-                    let va = $set1(alpha);
-                    let vb = $set1(beta);
+                    let va = set1(alpha);
+                    let vb = set1(beta);
                     for (r, accr) in acc.iter().enumerate() {
                         let cr = c.add(r * rsc);
                         for (v, s) in accr.iter().enumerate() {
-                            let mv = if v + 1 == V { mask } else { <$mask>::MAX };
-                            let mut x = $mul(*s, va);
+                            // alpha is 1 for every product the tape makes: skip the scaling.
+                            let mut x = if alpha == 1.0 { *s } else { mul(*s, va) };
                             // beta == 0: C is not read (it may hold NaN).
                             if beta != 0.0 {
-                                x = $fmadd($maskz_loadu(mv, cr.add(v * LANES)), vb, x);
+                                x = fmadd(load::<V>(cr, v, tail), vb, x);
                             }
-                            $mask_storeu(cr.add(v * LANES), mv, x);
+                            store::<V>(cr, v, tail, x);
                         }
                     }
                 }
@@ -286,29 +550,120 @@ macro_rules! small_gemm {
     };
 }
 
-small_gemm!(
-    f32k,
-    f32,
-    __mmask16,
-    16,
-    _mm512_set1_ps,
-    _mm512_fmadd_ps,
-    _mm512_mul_ps,
-    _mm512_loadu_ps,
-    _mm512_maskz_loadu_ps,
-    _mm512_mask_storeu_ps,
-    _mm512_setzero_ps
-);
-small_gemm!(
-    f64k,
-    f64,
-    __mmask8,
-    8,
-    _mm512_set1_pd,
-    _mm512_fmadd_pd,
-    _mm512_mul_pd,
-    _mm512_loadu_pd,
-    _mm512_maskz_loadu_pd,
-    _mm512_mask_storeu_pd,
-    _mm512_setzero_pd
-);
+/// The AVX-512 kernels: 16 f32 / 8 f64 lanes, 6 rows × 4 vectors per block (24 of the 32 zmm
+/// registers hold accumulators), masked loads and stores for a partial last vector.
+pub(crate) mod avx512 {
+    small_gemm!(
+        mod f32k: f32, __m512, lanes 16, mr 6, nv 4,
+        feature "avx512f", detect ["avx512f"],
+        zero = _mm512_setzero_ps(),
+        set1(s) = _mm512_set1_ps(s),
+        fmadd(x, y, z) = _mm512_fmadd_ps(x, y, z),
+        mul(x, y) = _mm512_mul_ps(x, y),
+        loadu(ptr) = _mm512_loadu_ps(ptr),
+        storeu(ptr, val) = _mm512_storeu_ps(ptr, val),
+        load_first(ptr, n) = _mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, ptr),
+        store_first(ptr, n, val) =
+            _mm512_mask_storeu_ps(ptr, ((1u32 << n) - 1) as __mmask16, val),
+        hsum(v) = _mm512_reduce_add_ps(v),
+        narrow_rows 4, 4,
+    );
+    small_gemm!(
+        mod f64k: f64, __m512d, lanes 8, mr 6, nv 4,
+        feature "avx512f", detect ["avx512f"],
+        zero = _mm512_setzero_pd(),
+        set1(s) = _mm512_set1_pd(s),
+        fmadd(x, y, z) = _mm512_fmadd_pd(x, y, z),
+        mul(x, y) = _mm512_mul_pd(x, y),
+        loadu(ptr) = _mm512_loadu_pd(ptr),
+        storeu(ptr, val) = _mm512_storeu_pd(ptr, val),
+        load_first(ptr, n) = _mm512_maskz_loadu_pd(((1u32 << n) - 1) as __mmask8, ptr),
+        store_first(ptr, n, val) =
+            _mm512_mask_storeu_pd(ptr, ((1u32 << n) - 1) as __mmask8, val),
+        hsum(v) = _mm512_reduce_add_pd(v),
+        narrow_rows 4, 4,
+    );
+}
+
+/// The AVX2 + FMA kernels: 8 f32 / 4 f64 lanes, 6 rows × 2 vectors per block (12 of the 16
+/// ymm registers hold accumulators, 2 a row of `B`, 1 the broadcast). A partial last vector
+/// goes through `vmaskmov` (masked-off lanes are not accessed, so they cannot fault); full
+/// vectors use plain loads and stores, which are faster than masked ones on AMD.
+pub(crate) mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Lane mask with the first `n` of 8 32-bit lanes set.
+    ///
+    /// # Safety
+    /// AVX2 available.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn first32(n: usize) -> __m256i {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+
+    /// Lane mask with the first `n` of 4 64-bit lanes set.
+    ///
+    /// # Safety
+    /// AVX2 available.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn first64(n: usize) -> __m256i {
+        _mm256_cmpgt_epi64(_mm256_set1_epi64x(n as i64), _mm256_setr_epi64x(0, 1, 2, 3))
+    }
+
+    /// Sum of the 8 lanes.
+    ///
+    /// # Safety
+    /// AVX available.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum_ps(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+    }
+
+    /// Sum of the 4 lanes.
+    ///
+    /// # Safety
+    /// AVX available.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum_pd(v: __m256d) -> f64 {
+        let s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+        _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)))
+    }
+
+    small_gemm!(
+        mod f32k: f32, __m256, lanes 8, mr 6, nv 2,
+        feature "avx2,fma", detect ["avx2", "fma"],
+        zero = _mm256_setzero_ps(),
+        set1(s) = _mm256_set1_ps(s),
+        fmadd(x, y, z) = _mm256_fmadd_ps(x, y, z),
+        mul(x, y) = _mm256_mul_ps(x, y),
+        loadu(ptr) = _mm256_loadu_ps(ptr),
+        storeu(ptr, val) = _mm256_storeu_ps(ptr, val),
+        load_first(ptr, n) = _mm256_maskload_ps(ptr, super::first32(n)),
+        store_first(ptr, n, val) = _mm256_maskstore_ps(ptr, super::first32(n), val),
+        hsum(v) = super::hsum_ps(v),
+        narrow_rows 4, 2,
+    );
+    small_gemm!(
+        mod f64k: f64, __m256d, lanes 4, mr 6, nv 2,
+        feature "avx2,fma", detect ["avx2", "fma"],
+        zero = _mm256_setzero_pd(),
+        set1(s) = _mm256_set1_pd(s),
+        fmadd(x, y, z) = _mm256_fmadd_pd(x, y, z),
+        mul(x, y) = _mm256_mul_pd(x, y),
+        loadu(ptr) = _mm256_loadu_pd(ptr),
+        storeu(ptr, val) = _mm256_storeu_pd(ptr, val),
+        load_first(ptr, n) = _mm256_maskload_pd(ptr, super::first64(n)),
+        store_first(ptr, n, val) = _mm256_maskstore_pd(ptr, super::first64(n), val),
+        hsum(v) = super::hsum_pd(v),
+        narrow_rows 4, 2,
+    );
+}

@@ -1,10 +1,19 @@
-//! Accuracy and special-value tests of the vectorized elementwise kernels against std.
+//! Accuracy and special-value tests of the vectorized elementwise kernels against std, and of
+//! the GEMM kernels against the definition, on every kernel path the running CPU supports.
 //!
 //! f64 kernels are compared with std's f64 functions, f32 kernels with the f64 std result (not
 //! rounded, so the reported error includes the final rounding to f32). Errors are in ulps of the
 //! reference. Run with `--nocapture` to see the measured maxima.
 
-use autodiff::kernels::{f32k, f64k};
+use autodiff::kernels::{self, f32k, f64k, Path};
+
+/// The paths this CPU can run (always at least the baseline); each test loops over them, so
+/// CI on an AVX-512 machine checks all three.
+fn paths() -> Vec<Path> {
+    let ps: Vec<Path> = Path::ALL.into_iter().filter(|p| p.is_supported()).collect();
+    assert_eq!(ps[0], Path::Baseline, "the baseline is always supported");
+    ps
+}
 
 /// Deterministic low-discrepancy sequence in `[0, 1)` (golden-ratio additive recurrence).
 fn unit(n: usize) -> impl Iterator<Item = f64> {
@@ -59,13 +68,21 @@ fn ulps(got: f64, want: f64, ulp: fn(f64) -> f64) -> f64 {
     (got - want).abs() / ulp(want)
 }
 
-type K64 = fn(&[f64], &mut [f64]);
-type K32 = fn(&[f32], &mut [f32]);
+type K64 = fn(Path, &[f64], &mut [f64]);
+type K32 = fn(Path, &[f32], &mut [f32]);
 
-/// Largest ulp error of `kernel` against `reference` over `xs`; panics past `bound`.
-fn check64(name: &str, kernel: K64, reference: fn(f64) -> f64, xs: &[f64], bound: f64) -> f64 {
+/// Largest ulp error of `kernel` on path `p` against `reference` over `xs`; panics past
+/// `bound`.
+fn check64(
+    p: Path,
+    name: &str,
+    kernel: K64,
+    reference: fn(f64) -> f64,
+    xs: &[f64],
+    bound: f64,
+) -> f64 {
     let mut out = vec![0.0; xs.len()];
-    kernel(xs, &mut out);
+    kernel(p, xs, &mut out);
     let (mut worst, mut at) = (0.0, 0.0);
     for (&x, &y) in xs.iter().zip(&out) {
         let e = ulps(y, reference(x), ulp64);
@@ -73,25 +90,28 @@ fn check64(name: &str, kernel: K64, reference: fn(f64) -> f64, xs: &[f64], bound
             (worst, at) = (e, x);
         }
     }
-    println!("f64 {name:<22} max {worst:.3} ulp at x = {at:e}");
+    println!("{p:<8} f64 {name:<22} max {worst:.3} ulp at x = {at:e}");
     assert!(
         worst <= bound,
-        "f64 {name}: {worst} ulp at x = {at:e} (got {}, want {})",
-        {
-            let mut o = [0.0];
-            kernel(&[at], &mut o);
-            o[0]
-        },
+        "{p}: f64 {name}: {worst} ulp at x = {at:e} (got {}, want {})",
+        one64(p, kernel, at),
         reference(at)
     );
     worst
 }
 
 /// Same as [`check64`] for an f32 kernel against an f64 reference.
-fn check32(name: &str, kernel: K32, reference: fn(f64) -> f64, xs: &[f64], bound: f64) -> f64 {
+fn check32(
+    p: Path,
+    name: &str,
+    kernel: K32,
+    reference: fn(f64) -> f64,
+    xs: &[f64],
+    bound: f64,
+) -> f64 {
     let xs: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
     let mut out = vec![0.0; xs.len()];
-    kernel(&xs, &mut out);
+    kernel(p, &xs, &mut out);
     let (mut worst, mut at) = (0.0, 0.0f32);
     for (&x, &y) in xs.iter().zip(&out) {
         let want = reference(x as f64);
@@ -106,8 +126,8 @@ fn check32(name: &str, kernel: K32, reference: fn(f64) -> f64, xs: &[f64], bound
             (worst, at) = (e, x);
         }
     }
-    println!("f32 {name:<22} max {worst:.3} ulp at x = {at:e}");
-    assert!(worst <= bound, "f32 {name}: {worst} ulp at x = {at:e}");
+    println!("{p:<8} f32 {name:<22} max {worst:.3} ulp at x = {at:e}");
+    assert!(worst <= bound, "{p}: f32 {name}: {worst} ulp at x = {at:e}");
     worst
 }
 
@@ -129,66 +149,76 @@ fn softplus_ref(x: f64) -> f64 {
 
 #[test]
 fn exp_accuracy() {
-    let mut xs = linear(-750.0, 712.0, N);
-    xs.extend(log_both(-320.0, 3.0, N));
-    check64("exp", f64k::exp, f64::exp, &xs, 2.0);
-    let mut xs = linear(-110.0, 90.0, N);
-    xs.extend(log_both(-45.0, 2.0, N));
-    check32("exp", f32k::exp, f64::exp, &xs, 2.0);
+    for p in paths() {
+        let mut xs = linear(-750.0, 712.0, N);
+        xs.extend(log_both(-320.0, 3.0, N));
+        check64(p, "exp", f64k::exp_on, f64::exp, &xs, 2.0);
+        let mut xs = linear(-110.0, 90.0, N);
+        xs.extend(log_both(-45.0, 2.0, N));
+        check32(p, "exp", f32k::exp_on, f64::exp, &xs, 2.0);
+    }
 }
 
 #[test]
 fn ln_accuracy() {
-    let mut xs = pow2_pos(-1074.0, 1024.0, N);
-    xs.extend(log_both(-17.0, -0.01, N).iter().map(|d| 1.0 + d));
-    check64("ln", f64k::ln, f64::ln, &xs, 2.0);
-    let mut xs = pow2_pos(-149.0, 128.0, N);
-    xs.extend(log_both(-8.0, -0.01, N).iter().map(|d| 1.0 + d));
-    check32("ln", f32k::ln, f64::ln, &xs, 2.0);
+    for p in paths() {
+        let mut xs = pow2_pos(-1074.0, 1024.0, N);
+        xs.extend(log_both(-17.0, -0.01, N).iter().map(|d| 1.0 + d));
+        check64(p, "ln", f64k::ln_on, f64::ln, &xs, 2.0);
+        let mut xs = pow2_pos(-149.0, 128.0, N);
+        xs.extend(log_both(-8.0, -0.01, N).iter().map(|d| 1.0 + d));
+        check32(p, "ln", f32k::ln_on, f64::ln, &xs, 2.0);
+    }
 }
 
 #[test]
 fn tanh_accuracy() {
-    let mut xs = linear(-30.0, 30.0, N);
-    xs.extend(log_both(-310.0, 1.5, N));
-    check64("tanh", f64k::tanh, f64::tanh, &xs, 4.0);
-    let mut xs = linear(-15.0, 15.0, N);
-    xs.extend(log_both(-40.0, 1.2, N));
-    check32("tanh", f32k::tanh, f64::tanh, &xs, 3.0);
+    for p in paths() {
+        let mut xs = linear(-30.0, 30.0, N);
+        xs.extend(log_both(-310.0, 1.5, N));
+        check64(p, "tanh", f64k::tanh_on, f64::tanh, &xs, 4.0);
+        let mut xs = linear(-15.0, 15.0, N);
+        xs.extend(log_both(-40.0, 1.2, N));
+        check32(p, "tanh", f32k::tanh_on, f64::tanh, &xs, 3.0);
+    }
 }
 
 #[test]
 fn sigmoid_accuracy() {
-    let mut xs = linear(-760.0, 40.0, N);
-    xs.extend(log_both(-310.0, 2.9, N));
-    check64("sigmoid", f64k::sigmoid, sigmoid_ref, &xs, 5.0);
-    let mut xs = linear(-110.0, 20.0, N);
-    xs.extend(log_both(-40.0, 2.0, N));
-    check32("sigmoid", f32k::sigmoid, sigmoid_ref, &xs, 3.0);
+    for p in paths() {
+        let mut xs = linear(-760.0, 40.0, N);
+        xs.extend(log_both(-310.0, 2.9, N));
+        check64(p, "sigmoid", f64k::sigmoid_on, sigmoid_ref, &xs, 5.0);
+        let mut xs = linear(-110.0, 20.0, N);
+        xs.extend(log_both(-40.0, 2.0, N));
+        check32(p, "sigmoid", f32k::sigmoid_on, sigmoid_ref, &xs, 3.0);
+    }
 }
 
 #[test]
 fn softplus_accuracy() {
-    let mut xs = linear(-760.0, 760.0, N);
-    xs.extend(log_both(-310.0, 3.0, N));
-    xs.extend(linear(-40.0, 40.0, N));
-    check64("softplus", f64k::softplus, softplus_ref, &xs, 5.0);
-    let mut xs = linear(-110.0, 110.0, N);
-    xs.extend(log_both(-40.0, 2.0, N));
-    xs.extend(linear(-20.0, 20.0, N));
-    check32("softplus", f32k::softplus, softplus_ref, &xs, 3.0);
+    for p in paths() {
+        let mut xs = linear(-760.0, 760.0, N);
+        xs.extend(log_both(-310.0, 3.0, N));
+        xs.extend(linear(-40.0, 40.0, N));
+        check64(p, "softplus", f64k::softplus_on, softplus_ref, &xs, 5.0);
+        let mut xs = linear(-110.0, 110.0, N);
+        xs.extend(log_both(-40.0, 2.0, N));
+        xs.extend(linear(-20.0, 20.0, N));
+        check32(p, "softplus", f32k::softplus_on, softplus_ref, &xs, 3.0);
+    }
 }
 
-/// Applies a kernel to one value.
-fn one64(k: K64, x: f64) -> f64 {
+/// Applies a kernel on path `p` to one value.
+fn one64(p: Path, k: K64, x: f64) -> f64 {
     let mut o = [0.0];
-    k(&[x], &mut o);
+    k(p, &[x], &mut o);
     o[0]
 }
 
-fn one32(k: K32, x: f32) -> f32 {
+fn one32(p: Path, k: K32, x: f32) -> f32 {
     let mut o = [0.0];
-    k(&[x], &mut o);
+    k(p, &[x], &mut o);
     o[0]
 }
 
@@ -199,6 +229,12 @@ fn same64(a: f64, b: f64) -> bool {
 
 #[test]
 fn special_values_f64() {
+    for p in paths() {
+        special_values_f64_on(p);
+    }
+}
+
+fn special_values_f64_on(p: Path) {
     const INF: f64 = f64::INFINITY;
     const NINF: f64 = f64::NEG_INFINITY;
     const NAN: f64 = f64::NAN;
@@ -206,68 +242,74 @@ fn special_values_f64() {
     const MIN_POSITIVE: f64 = f64::MIN_POSITIVE;
     let tiny = f64::from_bits(1); // smallest subnormal
     let cases: &[(&str, K64, f64, f64)] = &[
-        ("exp", f64k::exp, 0.0, 1.0),
-        ("exp", f64k::exp, -0.0, 1.0),
-        ("exp", f64k::exp, INF, INF),
-        ("exp", f64k::exp, NINF, 0.0),
-        ("exp", f64k::exp, NAN, NAN),
-        ("exp", f64k::exp, 709.9, INF),
-        ("exp", f64k::exp, 1e300, INF),
-        ("exp", f64k::exp, -746.0, 0.0),
-        ("exp", f64k::exp, -1e300, 0.0),
-        ("ln", f64k::ln, 0.0, NINF),
-        ("ln", f64k::ln, -0.0, NINF),
-        ("ln", f64k::ln, -1.0, NAN),
-        ("ln", f64k::ln, NINF, NAN),
-        ("ln", f64k::ln, -tiny, NAN),
-        ("ln", f64k::ln, INF, INF),
-        ("ln", f64k::ln, NAN, NAN),
-        ("ln", f64k::ln, 1.0, 0.0),
-        ("ln", f64k::ln, tiny, tiny.ln()),
-        ("ln", f64k::ln, MAX, MAX.ln()),
-        ("ln", f64k::ln, MIN_POSITIVE, MIN_POSITIVE.ln()),
-        ("tanh", f64k::tanh, 0.0, 0.0),
-        ("tanh", f64k::tanh, -0.0, -0.0),
-        ("tanh", f64k::tanh, INF, 1.0),
-        ("tanh", f64k::tanh, NINF, -1.0),
-        ("tanh", f64k::tanh, 20.0, 1.0),
-        ("tanh", f64k::tanh, -1e300, -1.0),
-        ("tanh", f64k::tanh, NAN, NAN),
-        ("tanh", f64k::tanh, tiny, tiny),
-        ("tanh", f64k::tanh, -1e-200, -1e-200),
-        ("sigmoid", f64k::sigmoid, 0.0, 0.5),
-        ("sigmoid", f64k::sigmoid, INF, 1.0),
-        ("sigmoid", f64k::sigmoid, NINF, 0.0),
-        ("sigmoid", f64k::sigmoid, 40.0, 1.0),
-        ("sigmoid", f64k::sigmoid, -800.0, 0.0),
-        ("sigmoid", f64k::sigmoid, NAN, NAN),
-        ("softplus", f64k::softplus, INF, INF),
-        ("softplus", f64k::softplus, NINF, 0.0),
-        ("softplus", f64k::softplus, 1e300, 1e300),
-        ("softplus", f64k::softplus, 40.0, 40.0),
-        ("softplus", f64k::softplus, 800.0, 800.0),
-        ("softplus", f64k::softplus, -800.0, 0.0),
-        ("softplus", f64k::softplus, NAN, NAN),
+        ("exp", f64k::exp_on, 0.0, 1.0),
+        ("exp", f64k::exp_on, -0.0, 1.0),
+        ("exp", f64k::exp_on, INF, INF),
+        ("exp", f64k::exp_on, NINF, 0.0),
+        ("exp", f64k::exp_on, NAN, NAN),
+        ("exp", f64k::exp_on, 709.9, INF),
+        ("exp", f64k::exp_on, 1e300, INF),
+        ("exp", f64k::exp_on, -746.0, 0.0),
+        ("exp", f64k::exp_on, -1e300, 0.0),
+        ("ln", f64k::ln_on, 0.0, NINF),
+        ("ln", f64k::ln_on, -0.0, NINF),
+        ("ln", f64k::ln_on, -1.0, NAN),
+        ("ln", f64k::ln_on, NINF, NAN),
+        ("ln", f64k::ln_on, -tiny, NAN),
+        ("ln", f64k::ln_on, INF, INF),
+        ("ln", f64k::ln_on, NAN, NAN),
+        ("ln", f64k::ln_on, 1.0, 0.0),
+        ("ln", f64k::ln_on, tiny, tiny.ln()),
+        ("ln", f64k::ln_on, MAX, MAX.ln()),
+        ("ln", f64k::ln_on, MIN_POSITIVE, MIN_POSITIVE.ln()),
+        ("tanh", f64k::tanh_on, 0.0, 0.0),
+        ("tanh", f64k::tanh_on, -0.0, -0.0),
+        ("tanh", f64k::tanh_on, INF, 1.0),
+        ("tanh", f64k::tanh_on, NINF, -1.0),
+        ("tanh", f64k::tanh_on, 20.0, 1.0),
+        ("tanh", f64k::tanh_on, -1e300, -1.0),
+        ("tanh", f64k::tanh_on, NAN, NAN),
+        ("tanh", f64k::tanh_on, tiny, tiny),
+        ("tanh", f64k::tanh_on, -1e-200, -1e-200),
+        ("sigmoid", f64k::sigmoid_on, 0.0, 0.5),
+        ("sigmoid", f64k::sigmoid_on, INF, 1.0),
+        ("sigmoid", f64k::sigmoid_on, NINF, 0.0),
+        ("sigmoid", f64k::sigmoid_on, 40.0, 1.0),
+        ("sigmoid", f64k::sigmoid_on, -800.0, 0.0),
+        ("sigmoid", f64k::sigmoid_on, NAN, NAN),
+        ("softplus", f64k::softplus_on, INF, INF),
+        ("softplus", f64k::softplus_on, NINF, 0.0),
+        ("softplus", f64k::softplus_on, 1e300, 1e300),
+        ("softplus", f64k::softplus_on, 40.0, 40.0),
+        ("softplus", f64k::softplus_on, 800.0, 800.0),
+        ("softplus", f64k::softplus_on, -800.0, 0.0),
+        ("softplus", f64k::softplus_on, NAN, NAN),
     ];
     for &(name, k, x, want) in cases {
-        let got = one64(k, x);
+        let got = one64(p, k, x);
         assert!(
             same64(got, want),
-            "f64 {name}({x:e}) = {got:e}, want {want:e}"
+            "{p}: f64 {name}({x:e}) = {got:e}, want {want:e}"
         );
     }
     // Ordinary values (within an ulp, not bitwise: the result may differ by the last bit
     // with or without hardware FMA).
-    assert!(ulps(one64(f64k::exp, 1.0), std::f64::consts::E, ulp64) <= 1.0);
-    assert!(ulps(one64(f64k::softplus, 0.0), std::f64::consts::LN_2, ulp64) <= 1.0);
+    assert!(ulps(one64(p, f64k::exp_on, 1.0), std::f64::consts::E, ulp64) <= 1.0);
+    assert!(
+        ulps(
+            one64(p, f64k::softplus_on, 0.0),
+            std::f64::consts::LN_2,
+            ulp64
+        ) <= 1.0
+    );
     // Relative accuracy deep in the tails, where e^x is subnormal or tiny.
     for x in [-700.0f64, -720.0, -740.0, -50.0, -36.0] {
         let e = x.exp();
         for (name, k) in [
-            ("sigmoid", f64k::sigmoid as K64),
-            ("softplus", f64k::softplus),
+            ("sigmoid", f64k::sigmoid_on as K64),
+            ("softplus", f64k::softplus_on),
         ] {
-            let got = one64(k, x);
+            let got = one64(p, k, x);
             assert!(
                 ulps(got, e, ulp64) <= 2.0,
                 "f64 {name}({x}) = {got:e}, want ≈ {e:e}"
@@ -284,7 +326,7 @@ fn special_values_f64() {
         -744.4,
         -745.1,
     ] {
-        let (got, want) = (one64(f64k::exp, x), x.exp());
+        let (got, want) = (one64(p, f64k::exp_on, x), x.exp());
         assert!(
             ulps(got, want, ulp64) <= 1.0,
             "f64 exp({x}) = {got:e}, want {want:e}"
@@ -294,6 +336,12 @@ fn special_values_f64() {
 
 #[test]
 fn special_values_f32() {
+    for p in paths() {
+        special_values_f32_on(p);
+    }
+}
+
+fn special_values_f32_on(p: Path) {
     const INF: f32 = f32::INFINITY;
     const NINF: f32 = f32::NEG_INFINITY;
     const NAN: f32 = f32::NAN;
@@ -301,64 +349,64 @@ fn special_values_f32() {
     const MIN_POSITIVE: f32 = f32::MIN_POSITIVE;
     let tiny = f32::from_bits(1);
     let cases: &[(&str, K32, f32, f32)] = &[
-        ("exp", f32k::exp, 0.0, 1.0),
-        ("exp", f32k::exp, INF, INF),
-        ("exp", f32k::exp, NINF, 0.0),
-        ("exp", f32k::exp, NAN, NAN),
-        ("exp", f32k::exp, 88.8, INF),
-        ("exp", f32k::exp, -104.0, 0.0),
-        ("ln", f32k::ln, 0.0, NINF),
-        ("ln", f32k::ln, -0.0, NINF),
-        ("ln", f32k::ln, -1.0, NAN),
-        ("ln", f32k::ln, -tiny, NAN),
-        ("ln", f32k::ln, INF, INF),
-        ("ln", f32k::ln, NAN, NAN),
-        ("ln", f32k::ln, 1.0, 0.0),
-        ("ln", f32k::ln, tiny, ((tiny as f64).ln()) as f32),
-        ("ln", f32k::ln, MAX, ((MAX as f64).ln()) as f32),
+        ("exp", f32k::exp_on, 0.0, 1.0),
+        ("exp", f32k::exp_on, INF, INF),
+        ("exp", f32k::exp_on, NINF, 0.0),
+        ("exp", f32k::exp_on, NAN, NAN),
+        ("exp", f32k::exp_on, 88.8, INF),
+        ("exp", f32k::exp_on, -104.0, 0.0),
+        ("ln", f32k::ln_on, 0.0, NINF),
+        ("ln", f32k::ln_on, -0.0, NINF),
+        ("ln", f32k::ln_on, -1.0, NAN),
+        ("ln", f32k::ln_on, -tiny, NAN),
+        ("ln", f32k::ln_on, INF, INF),
+        ("ln", f32k::ln_on, NAN, NAN),
+        ("ln", f32k::ln_on, 1.0, 0.0),
+        ("ln", f32k::ln_on, tiny, ((tiny as f64).ln()) as f32),
+        ("ln", f32k::ln_on, MAX, ((MAX as f64).ln()) as f32),
         (
             "ln",
-            f32k::ln,
+            f32k::ln_on,
             MIN_POSITIVE,
             ((MIN_POSITIVE as f64).ln()) as f32,
         ),
-        ("tanh", f32k::tanh, 0.0, 0.0),
-        ("tanh", f32k::tanh, -0.0, -0.0),
-        ("tanh", f32k::tanh, INF, 1.0),
-        ("tanh", f32k::tanh, NINF, -1.0),
-        ("tanh", f32k::tanh, 10.0, 1.0),
-        ("tanh", f32k::tanh, NAN, NAN),
-        ("tanh", f32k::tanh, tiny, tiny),
-        ("tanh", f32k::tanh, -1e-30, -1e-30),
-        ("sigmoid", f32k::sigmoid, 0.0, 0.5),
-        ("sigmoid", f32k::sigmoid, INF, 1.0),
-        ("sigmoid", f32k::sigmoid, NINF, 0.0),
-        ("sigmoid", f32k::sigmoid, 20.0, 1.0),
-        ("sigmoid", f32k::sigmoid, -110.0, 0.0),
-        ("sigmoid", f32k::sigmoid, NAN, NAN),
-        ("softplus", f32k::softplus, INF, INF),
-        ("softplus", f32k::softplus, NINF, 0.0),
-        ("softplus", f32k::softplus, 1e30, 1e30),
-        ("softplus", f32k::softplus, 20.0, 20.0),
-        ("softplus", f32k::softplus, -110.0, 0.0),
-        ("softplus", f32k::softplus, NAN, NAN),
+        ("tanh", f32k::tanh_on, 0.0, 0.0),
+        ("tanh", f32k::tanh_on, -0.0, -0.0),
+        ("tanh", f32k::tanh_on, INF, 1.0),
+        ("tanh", f32k::tanh_on, NINF, -1.0),
+        ("tanh", f32k::tanh_on, 10.0, 1.0),
+        ("tanh", f32k::tanh_on, NAN, NAN),
+        ("tanh", f32k::tanh_on, tiny, tiny),
+        ("tanh", f32k::tanh_on, -1e-30, -1e-30),
+        ("sigmoid", f32k::sigmoid_on, 0.0, 0.5),
+        ("sigmoid", f32k::sigmoid_on, INF, 1.0),
+        ("sigmoid", f32k::sigmoid_on, NINF, 0.0),
+        ("sigmoid", f32k::sigmoid_on, 20.0, 1.0),
+        ("sigmoid", f32k::sigmoid_on, -110.0, 0.0),
+        ("sigmoid", f32k::sigmoid_on, NAN, NAN),
+        ("softplus", f32k::softplus_on, INF, INF),
+        ("softplus", f32k::softplus_on, NINF, 0.0),
+        ("softplus", f32k::softplus_on, 1e30, 1e30),
+        ("softplus", f32k::softplus_on, 20.0, 20.0),
+        ("softplus", f32k::softplus_on, -110.0, 0.0),
+        ("softplus", f32k::softplus_on, NAN, NAN),
     ];
     for &(name, k, x, want) in cases {
-        let got = one32(k, x);
+        let got = one32(p, k, x);
         assert!(
             got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-            "f32 {name}({x:e}) = {got:e}, want {want:e}"
+            "{p}: f32 {name}({x:e}) = {got:e}, want {want:e}"
         );
     }
-    assert!(ulps(one32(f32k::exp, 1.0) as f64, 1f64.exp(), ulp32) <= 1.0);
-    assert!(ulps(one32(f32k::softplus, 0.0) as f64, 2f64.ln(), ulp32) <= 1.0);
+    assert!(ulps(one32(p, f32k::exp_on, 1.0) as f64, 1f64.exp(), ulp32) <= 1.0);
+    assert!(ulps(one32(p, f32k::softplus_on, 0.0) as f64, 2f64.ln(), ulp32) <= 1.0);
     for x in [-80.0f32, -95.0, -100.0, -20.0] {
         let e = (x as f64).exp();
         for (name, k) in [
-            ("sigmoid", f32k::sigmoid as K32),
-            ("softplus", f32k::softplus),
+            ("sigmoid", f32k::sigmoid_on as K32),
+            ("softplus", f32k::softplus_on),
         ] {
-            let got = one32(k, x) as f64;
+            let got = one32(p, k, x) as f64;
             assert!(
                 ulps(got, e, ulp32) <= 2.0,
                 "f32 {name}({x}) = {got:e}, want ≈ {e:e}"
@@ -371,30 +419,39 @@ fn special_values_f32() {
 /// misalignment, and no element past the end is written.
 #[test]
 fn odd_lengths_and_offsets() {
+    for p in paths() {
+        odd_lengths_and_offsets_on(p);
+    }
+}
+
+fn odd_lengths_and_offsets_on(p: Path) {
     let xs64 = linear(-30.0, 30.0, 200);
     let xs32: Vec<f32> = xs64.iter().map(|&x| x as f32).collect();
     let k64: [K64; 5] = [
-        f64k::exp,
-        f64k::ln,
-        f64k::tanh,
-        f64k::sigmoid,
-        f64k::softplus,
+        f64k::exp_on,
+        f64k::ln_on,
+        f64k::tanh_on,
+        f64k::sigmoid_on,
+        f64k::softplus_on,
     ];
     let k32: [K32; 5] = [
-        f32k::exp,
-        f32k::ln,
-        f32k::tanh,
-        f32k::sigmoid,
-        f32k::softplus,
+        f32k::exp_on,
+        f32k::ln_on,
+        f32k::tanh_on,
+        f32k::sigmoid_on,
+        f32k::softplus_on,
     ];
     for k in k64 {
         for off in 0..5 {
             for len in 0..70 {
                 let x = &xs64[off..off + len];
                 let mut out = vec![7.0; len + 1];
-                k(x, &mut out[..len]);
+                k(p, x, &mut out[..len]);
                 for (i, &v) in x.iter().enumerate() {
-                    assert!(same64(out[i], one64(k, v)), "len {len} off {off} i {i}");
+                    assert!(
+                        same64(out[i], one64(p, k, v)),
+                        "{p}: len {len} off {off} i {i}"
+                    );
                 }
                 assert_eq!(out[len], 7.0);
             }
@@ -405,12 +462,12 @@ fn odd_lengths_and_offsets() {
             for len in 0..70 {
                 let x = &xs32[off..off + len];
                 let mut out = vec![7.0; len + 1];
-                k(x, &mut out[..len]);
+                k(p, x, &mut out[..len]);
                 for (i, &v) in x.iter().enumerate() {
-                    let w = one32(k, v);
+                    let w = one32(p, k, v);
                     assert!(
                         out[i].to_bits() == w.to_bits() || (w.is_nan() && out[i].is_nan()),
-                        "len {len} off {off} i {i}"
+                        "{p}: len {len} off {off} i {i}"
                     );
                 }
                 assert_eq!(out[len], 7.0);
@@ -450,10 +507,10 @@ fn gemm_ref(
     out
 }
 
-/// Runs `Element::gemm` for both precisions on one shape/layout and compares with the
+/// Runs the GEMM on path `p` for both precisions on one shape/layout and compares with the
 /// definition; with `beta == 0`, `C` starts as NaN and must not leak into the result.
-fn check_gemm(m: usize, k: usize, n: usize, ta: bool, tb: bool, alpha: f64, beta: f64) {
-    use autodiff::Element;
+#[allow(clippy::too_many_arguments)]
+fn check_gemm(p: Path, m: usize, k: usize, n: usize, ta: bool, tb: bool, alpha: f64, beta: f64) {
     let a: Vec<f64> = unit(m * k).map(|u| u - 0.5).collect();
     let b: Vec<f64> = unit(k * n + 7).skip(7).map(|u| 2.0 * u - 1.0).collect();
     let c0: Vec<f64> = if beta == 0.0 {
@@ -471,8 +528,8 @@ fn check_gemm(m: usize, k: usize, n: usize, ta: bool, tb: bool, alpha: f64, beta
     let (rsb, csb) = is(sb);
 
     let mut c = c0.clone();
-    f64::gemm(
-        m, k, n, alpha, &a, rsa, csa, &b, rsb, csb, beta, &mut c, n as isize, 1,
+    kernels::gemm_on(
+        p, m, k, n, alpha, &a, rsa, csa, &b, rsb, csb, beta, &mut c, n as isize, 1,
     );
     let err = c
         .iter()
@@ -481,13 +538,14 @@ fn check_gemm(m: usize, k: usize, n: usize, ta: bool, tb: bool, alpha: f64, beta
         .fold(0.0, f64::max);
     assert!(
         err <= 1e-14 * scale,
-        "f64 gemm m={m} k={k} n={n} ta={ta} tb={tb} beta={beta}: err {err}"
+        "{p}: f64 gemm m={m} k={k} n={n} ta={ta} tb={tb} beta={beta}: err {err}"
     );
 
     let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
     let (a32, b32) = (f(&a), f(&b));
     let mut c32 = f(&c0);
-    f32::gemm(
+    kernels::gemm_on(
+        p,
         m,
         k,
         n,
@@ -510,7 +568,7 @@ fn check_gemm(m: usize, k: usize, n: usize, ta: bool, tb: bool, alpha: f64, beta
         .fold(0.0, f64::max);
     assert!(
         err <= 1e-5 * scale,
-        "f32 gemm m={m} k={k} n={n} ta={ta} tb={tb} beta={beta}: err {err}"
+        "{p}: f32 gemm m={m} k={k} n={n} ta={ta} tb={tb} beta={beta}: err {err}"
     );
 }
 
@@ -533,21 +591,25 @@ fn gemm_matches_definition() {
         (257, 5, 4),
         (2, 512, 64),
     ];
-    for &(m, k, n) in &shapes {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (1.0, -2.0)] {
-                check_gemm(m, k, n, ta, tb, alpha, beta);
+    for p in paths() {
+        for &(m, k, n) in &shapes {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (1.0, -2.0)] {
+                    check_gemm(p, m, k, n, ta, tb, alpha, beta);
+                }
             }
         }
     }
 }
 
-/// The packing-free kernel for `n ≤ 64` with contiguous rows of `B` (`tb = false`; the
-/// transposed-`B` cases run alongside and take the general path): row counts that are and are
-/// not multiples of its 6-row block, column counts off the 16/8-lane vectors (masked last
-/// vector) and across its 16/8-lane panels, depths from the smallest it sees (k = 5; k ≤ 4
-/// goes to the rank-k loops) to its limit of 512 and just past it, alpha/beta variants and
-/// NaN-filled `C` with beta = 0.
+/// The packing-free kernels for `n ≤ 64` with contiguous rows of `B` (`tb = false`; the
+/// transposed-`B` cases run alongside and take the general path, except for `k ≤ 4`, whose
+/// tiny `B` is repacked for them): row counts that are and are not multiples of the 6-row
+/// block, column counts off the vector widths (a partial last vector: 16/8 lanes with
+/// AVX-512, 8/4 with AVX2) and across the panels, depths from 1 to the limit of 512 and just
+/// past it, alpha/beta variants and NaN-filled `C` with beta = 0. With `n ≤ 4` and rows of `A`
+/// contiguous (`ta = false`) the dot-product kernel runs instead, on `B` itself (`tb = true`)
+/// or packed (`tb = false`), with depths on and off the vector width.
 #[test]
 fn gemm_small_n_kernel() {
     let shapes = [
@@ -563,12 +625,210 @@ fn gemm_small_n_kernel() {
         (12, 64, 16),
         (11, 100, 8),
         (25, 33, 65),
+        (257, 3, 63),
+        (31, 2, 7),
+        (12, 4, 64),
+        (19, 1, 9),
+        (37, 17, 3),
+        (6, 512, 4),
+        (9, 100, 2),
+        (513, 64, 1),
+        (3, 8, 4),
     ];
-    for &(m, k, n) in &shapes {
-        for (ta, tb) in [(false, false), (true, false), (false, true)] {
-            for (alpha, beta) in [(1.0, 0.0), (-0.75, 0.0), (1.0, 1.0), (0.5, -2.0)] {
-                check_gemm(m, k, n, ta, tb, alpha, beta);
+    for p in paths() {
+        for &(m, k, n) in &shapes {
+            for (ta, tb) in [(false, false), (true, false), (false, true)] {
+                for (alpha, beta) in [(1.0, 0.0), (-0.75, 0.0), (1.0, 1.0), (0.5, -2.0)] {
+                    check_gemm(p, m, k, n, ta, tb, alpha, beta);
+                }
             }
         }
+    }
+}
+
+/// `Element::gemm` (the active path) agrees with the explicit-path entry point on it, and
+/// with the definition, including a `k = 0` product (an empty sum: `C = beta·C`).
+#[test]
+fn element_gemm_runs_the_active_path() {
+    use autodiff::Element;
+    let (m, k, n) = (37, 19, 23);
+    let a: Vec<f64> = unit(m * k).map(|u| u - 0.5).collect();
+    let b: Vec<f64> = unit(k * n).map(|u| 2.0 * u - 1.0).collect();
+    let (mut c1, mut c2) = (vec![0.0; m * n], vec![0.0; m * n]);
+    f64::gemm(
+        m, k, n, 1.0, &a, k as isize, 1, &b, n as isize, 1, 0.0, &mut c1, n as isize, 1,
+    );
+    kernels::gemm_on(
+        kernels::active(),
+        m,
+        k,
+        n,
+        1.0,
+        &a,
+        k as isize,
+        1,
+        &b,
+        n as isize,
+        1,
+        0.0,
+        &mut c2,
+        n as isize,
+        1,
+    );
+    assert_eq!(c1, c2);
+    let want = gemm_ref(m, k, n, 1.0, &a, (k, 1), &b, (n, 1), 0.0, &c1);
+    assert!(c1.iter().zip(&want).all(|(x, y)| (x - y).abs() <= 1e-13));
+
+    for p in paths() {
+        let mut c = vec![f64::NAN, 2.0, 3.0, -4.0];
+        kernels::gemm_on(p, 2, 0, 2, 1.0, &[], 0, 1, &[], 2, 1, 0.0, &mut c, 2, 1);
+        assert_eq!(c, [0.0; 4], "{p}: k = 0, beta = 0 must write zeros");
+        let mut c = vec![1.0, 2.0, 3.0, -4.0];
+        kernels::gemm_on(p, 2, 0, 2, 1.0, &[], 0, 1, &[], 2, 1, 0.5, &mut c, 2, 1);
+        assert_eq!(c, [0.5, 1.0, 1.5, -2.0], "{p}: k = 0 scales C by beta");
+    }
+}
+
+/// Runs `f`, expecting a panic whose message contains `want`.
+fn expect_panic(want: &str, f: impl FnOnce() + std::panic::UnwindSafe) {
+    let err = std::panic::catch_unwind(f).expect_err("expected a panic");
+    let msg = err
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert!(msg.contains(want), "panic message {msg:?} lacks {want:?}");
+}
+
+/// A safe caller cannot make the GEMM kernels read or write outside its slices: a slice one
+/// element too short, or a negative stride that would reach before its start, panics (naming
+/// the operand) before any kernel runs, on every path and for the shapes of every kernel
+/// (skinny loops, the small-n kernel, the `gemm` crate).
+#[test]
+fn gemm_rejects_short_slices() {
+    use autodiff::Element;
+    for p in paths() {
+        for &(m, k, n) in &[(64, 2, 64), (64, 64, 2), (64, 64, 64), (300, 80, 100)] {
+            let a = vec![1.0f32; m * k];
+            let b = vec![1.0f32; k * n];
+            let c = vec![0.0f32; m * n];
+            let (rk, rn) = (k as isize, n as isize);
+            let run = move |a: &[f32], b: &[f32], c: &mut [f32], rsa: isize| {
+                kernels::gemm_on(p, m, k, n, 1.0, a, rsa, 1, b, rn, 1, 0.0, c, rn, 1)
+            };
+            let (a1, b1, mut c1) = (a.clone(), b.clone(), c.clone());
+            expect_panic("gemm: A", move || run(&a1[1..], &b1, &mut c1, rk));
+            let (a1, b1, mut c1) = (a.clone(), b.clone(), c.clone());
+            expect_panic("gemm: B", move || run(&a1, &b1[1..], &mut c1, rk));
+            let (a1, b1, mut c1) = (a.clone(), b.clone(), c.clone());
+            expect_panic("gemm: C", move || run(&a1, &b1, &mut c1[1..], rk));
+            let (a1, b1, mut c1) = (a.clone(), b.clone(), c.clone());
+            expect_panic("gemm: A", move || run(&a1, &b1, &mut c1, -rk));
+            // The full slices pass.
+            let (a1, b1, mut c1) = (a.clone(), b.clone(), c.clone());
+            run(&a1, &b1, &mut c1, rk);
+            assert!(c1.iter().all(|&v| v == k as f32), "{p}: {m}x{k}x{n}");
+        }
+    }
+    // The public trait method checks too.
+    let mut c = vec![0.0f64; 3];
+    expect_panic("gemm: C", move || {
+        f64::gemm(
+            2, 1, 2, 1.0, &[1.0; 2], 1, 1, &[1.0; 2], 2, 1, 0.0, &mut c, 2, 1,
+        )
+    });
+}
+
+/// The path API: names round-trip, the active path is supported, a request for a path the
+/// CPU lacks falls back to the widest one it has, and the CPU is named.
+#[test]
+fn path_selection() {
+    for p in Path::ALL {
+        assert_eq!(Path::parse(p.name()), Some(p));
+        assert_eq!(
+            Path::parse(&format!(" {} ", p.name().to_uppercase())),
+            Some(p)
+        );
+        assert!(p.clamp() <= p && p.clamp().is_supported());
+        assert_eq!(p.clamp() == p, p.is_supported());
+    }
+    assert_eq!(Path::parse("scalar"), Some(Path::Baseline));
+    assert_eq!(Path::parse("avx1024"), None);
+    let active = kernels::active();
+    assert!(active.is_supported());
+    assert_eq!(kernels::active_path(), active.name());
+    // Without an override the active path is the widest supported one.
+    if std::env::var_os("FLOWTAPE_KERNELS").is_none() {
+        assert_eq!(Some(active), paths().last().copied());
+    }
+    let name = kernels::cpu_name();
+    assert!(!name.trim().is_empty());
+    println!(
+        "cpu: {name}; active path: {active}; supported: {:?}",
+        paths()
+    );
+}
+
+/// `FLOWTAPE_KERNELS` lowers the path of a fresh process (read once, at the first use): the
+/// test binary re-runs this test in a child process for each setting and checks there.
+#[test]
+fn env_override_selects_the_path() {
+    const CHILD: &str = "FLOWTAPE_KERNELS_TEST_CHILD";
+    if let Ok(want) = std::env::var(CHILD) {
+        assert_eq!(kernels::active_path(), want);
+        return;
+    }
+    let best = *paths().last().unwrap();
+    let cases = [
+        ("baseline", Path::Baseline),
+        ("scalar", Path::Baseline),
+        ("avx2", Path::Avx2.clamp()),
+        ("avx512", Path::Avx512.clamp()),
+        ("auto", best),
+        ("nonsense", best),
+    ];
+    let exe = std::env::current_exe().unwrap();
+    for (setting, want) in cases {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "env_override_selects_the_path",
+                "--test-threads=1",
+            ])
+            .env("FLOWTAPE_KERNELS", setting)
+            .env(CHILD, want.name())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "FLOWTAPE_KERNELS={setting}: child failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The child really ran the test (a filter typo would run nothing and succeed).
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+        // A request that cannot be honoured says so on stderr.
+        let warned = String::from_utf8_lossy(&out.stderr).contains("FLOWTAPE_KERNELS");
+        let honoured = Path::parse(setting).is_none_or(|p| p.is_supported());
+        assert_eq!(warned, !honoured && setting != "auto", "{setting}");
+    }
+}
+
+/// `vectorize_on` runs the closure (on every path) and returns its result.
+#[test]
+fn vectorize_runs_the_closure_on_every_path() {
+    let a: Vec<f64> = (0..1001).map(|i| i as f64 * 0.5).collect();
+    let b: Vec<f64> = (0..1001).map(|i| 3.0 - i as f64).collect();
+    for p in paths() {
+        let mut out = vec![0.0; a.len()];
+        let sum = kernels::vectorize_on(p, || {
+            for ((o, &x), &y) in out.iter_mut().zip(&a).zip(&b) {
+                *o = x * y - 1.0;
+            }
+            out.iter().sum::<f64>()
+        });
+        let want: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x * y - 1.0).collect();
+        assert_eq!(out, want, "{p}");
+        assert_eq!(sum, want.iter().sum::<f64>(), "{p}");
     }
 }
