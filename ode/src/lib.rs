@@ -40,8 +40,6 @@
 //! ```
 #![warn(missing_docs)]
 
-mod adjoint;
-mod direct;
 mod dynamics;
 mod error;
 mod linalg;

@@ -9,7 +9,9 @@ use std::rc::Rc;
 
 use autodiff::{Element, Tape, Tensor, Var};
 
-use crate::odeint::{eval_isolated, OdeSolution, OdeStats, Times, FORWARD};
+use super::node::eval_isolated;
+use super::stats::{OdeStats, FORWARD};
+use super::types::{OdeSolution, Times};
 use crate::{solve, Dynamics, OdeError, Options, Stats, Tableau};
 
 pub(crate) fn odeint_direct<'t, E: Element>(

@@ -1,109 +1,20 @@
-//! The augmented systems behind `odeint`'s derivative rules, and the checkpointed adjoint.
+//! The `Checkpointed` strategy: checkpoints on the forward pass, and a backward pass that
+//! re-solves each segment forward and integrates the adjoint against an interpolant of it.
 
 use std::rc::Rc;
 
 use autodiff::{Element, Tape, Tensor, Var};
 
-use crate::odeint::{Adjoint, OdeintOp, Saved};
+use super::node::Node;
+use super::systems::adjoint_options;
 use crate::{solve, Dynamics, OdeError, Options, Stats, Stepping};
 
-/// The adjoint system of Chen et al. 2018 (Algorithm 1), state `[z, a, a_θ]`:
-/// `dz/dt = f`, `da/dt = −aᵀ ∂f/∂z`, `da_θ/dt = −aᵀ ∂f/∂θ`. The products come from one VJP of
-/// `f` recorded on the evaluating tape, so this system can itself be differentiated.
-pub(crate) struct AdjointDynamics<E: Element> {
-    pub(crate) f: Rc<dyn Dynamics<E>>,
-    pub(crate) n_state: usize,
-    /// Whether the `a_θ` channels are carried (only when some parameter needs a gradient).
-    pub(crate) with_params: bool,
-}
-
-impl<E: Element> Dynamics<E> for AdjointDynamics<E> {
-    fn eval<'t>(
-        &self,
-        tape: &'t Tape<E>,
-        t: Var<'t, E>,
-        s: &[Var<'t, E>],
-        params: &[Var<'t, E>],
-    ) -> Vec<Var<'t, E>> {
-        let c = self.n_state;
-        let (z, a) = (&s[..c], &s[c..2 * c]);
-        let fz = self.f.eval(tape, t, z, params);
-        let mut wrt = z.to_vec();
-        if self.with_params {
-            wrt.extend(params);
-        }
-        let vj = tape
-            .vjp(&fz, a, &wrt)
-            .unwrap_or_else(|e| panic!("odeint adjoint: the VJP of the dynamics failed: {e}"));
-        let mut out = fz;
-        out.extend(vj.into_iter().map(|v| -v));
-        out
-    }
-}
-
-/// The forward-sensitivity system, state `[z, ż]`, parameters `[θ, θ̇]`:
-/// `dz/dt = f`, `dż/dt = ∂f/∂z ż + ∂f/∂θ θ̇` (one JVP of `f` recorded on the evaluating tape).
-pub(crate) struct SensitivityDynamics<E: Element> {
-    pub(crate) f: Rc<dyn Dynamics<E>>,
-    pub(crate) n_state: usize,
-    pub(crate) n_params: usize,
-    /// Whether parameter tangents `θ̇` follow the parameters.
-    pub(crate) with_params: bool,
-}
-
-impl<E: Element> Dynamics<E> for SensitivityDynamics<E> {
-    fn eval<'t>(
-        &self,
-        tape: &'t Tape<E>,
-        t: Var<'t, E>,
-        s: &[Var<'t, E>],
-        params: &[Var<'t, E>],
-    ) -> Vec<Var<'t, E>> {
-        let (c, p) = (self.n_state, self.n_params);
-        let (z, zd) = (&s[..c], &s[c..2 * c]);
-        let theta = &params[..p];
-        let fz = self.f.eval(tape, t, z, theta);
-        let mut wrt = z.to_vec();
-        let mut dirs = zd.to_vec();
-        if self.with_params {
-            wrt.extend(theta);
-            dirs.extend(&params[p..2 * p]);
-        }
-        let jv = tape.jvp(&fz, &wrt, &dirs).unwrap_or_else(|e| {
-            panic!("odeint sensitivities: the JVP of the dynamics failed: {e}")
-        });
-        let mut out = fz;
-        out.extend(jv);
-        out
-    }
-}
-
-/// Options of the adjoint solve: the forward options (or the separate adjoint ones), error
-/// control on `z` as the user set it and on `a`, and on `a_θ` unless the seminorm is on
-/// (Kidger, Chen & Lyons 2021: the parameter-gradient channels do not feed back into the
-/// dynamics, so their error need not restrict the step). Its own VJP is `Backsolve`.
-pub(crate) fn adjoint_options<E: Element>(
-    opts: &Options<E>,
-    n_state: usize,
-    n_params: usize,
-) -> Options<E> {
-    let mut o = opts.adjoint_solver_options();
-    let z_flags = channel_flags(opts, n_state);
-    let mut flags = z_flags.clone();
-    flags.extend(std::iter::repeat_n(true, n_state));
-    flags.extend(std::iter::repeat_n(!opts.seminorm, n_params));
-    o = o.error_channels(flags);
-    o.adjoint = Adjoint::Backsolve;
-    o
-}
-
-/// Options of the sensitivity solve: `z` channels as the user set them, tangents controlled.
-pub(crate) fn sensitivity_options<E: Element>(opts: &Options<E>, n_state: usize) -> Options<E> {
-    let mut flags = channel_flags(opts, n_state);
-    flags.extend(std::iter::repeat_n(true, n_state));
-    let mut o = opts.clone().error_channels(flags);
-    o.adjoint = Adjoint::Backsolve;
-    o
+/// What the `Checkpointed` strategy keeps from the forward pass.
+pub(crate) struct Saved<E> {
+    /// `(time, state)` checkpoints in forward order, save times included.
+    pub(crate) checkpoints: Vec<(E, Vec<Tensor<E>>)>,
+    /// Accepted steps of the forward solve in each checkpoint segment.
+    pub(crate) seg_steps: Vec<usize>,
 }
 
 /// What the checkpointed forward pass returns: the op's outputs, what it keeps, its cost.
@@ -275,18 +186,17 @@ fn eval_f<E: Element>(
 
 /// The VJP of the `Checkpointed` strategy, on plain values (first order only).
 pub(crate) fn checkpointed_vjp<'t, E: Element>(
-    op: &OdeintOp<E>,
+    node: &Node<E>,
+    saved: &Saved<E>,
     x: &[Var<'t, E>],
     y: &[Var<'t, E>],
     g: &[Option<Var<'t, E>>],
     needs: &[bool],
 ) -> autodiff::Result<Vec<Option<Var<'t, E>>>> {
     let tape = x[0].tape();
-    let (c, p, n) = (op.n_state, op.n_params, op.times.len());
+    let (c, p, n) = (node.n_state, node.n_params, node.times.len());
     let wrap =
         |e: OdeError| autodiff::Error::new("odeint (checkpointed adjoint of the backward pass)", e);
-    let saved = op.saved.borrow();
-    let saved = saved.as_ref().expect("checkpointed forward pass ran");
     let theta: Vec<Tensor<E>> = x[c..c + p].iter().map(|v| v.value()).collect();
     let cot = |k: usize| -> Vec<Option<Tensor<E>>> {
         if k == 0 {
@@ -299,17 +209,19 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
         }
     };
     let mut grads: Vec<Option<Var<'t, E>>> = vec![None; x.len()];
-    if op.time_vars {
+    if node.time_vars {
         for k in 1..n {
             if needs[c + p + k] {
                 let ck: Vec<Option<Var<'t, E>>> = g[(k - 1) * c..k * c].to_vec();
-                grads[c + p + k] = op.dot_f(x, &op.state(x, y, k), k, &ck)?.map(|v| v.detach());
+                grads[c + p + k] = node
+                    .dot_f(x, &node.state(x, y, k), k, &ck)?
+                    .map(|v| v.detach());
             }
         }
     }
     let need_theta = needs[c..c + p].iter().any(|&b| b);
     let pp = if need_theta { p } else { 0 };
-    let last_state: Vec<Tensor<E>> = op.state(x, y, n - 1).iter().map(|v| v.value()).collect();
+    let last_state: Vec<Tensor<E>> = node.state(x, y, n - 1).iter().map(|v| v.value()).collect();
     let mut a: Vec<Tensor<E>> = cot(n - 1)
         .into_iter()
         .zip(&last_state)
@@ -319,16 +231,16 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
         .iter()
         .map(|t| Tensor::zeros(t.rows(), t.cols()))
         .collect();
-    let mut adj_opts = adjoint_options(&op.opts, 0, pp);
+    let mut adj_opts = adjoint_options(&node.opts, 0, pp);
     // The adjoint state is [a, a_θ]: error control on a (all true) and a_θ (unless seminorm).
     let mut flags = vec![true; c];
-    flags.extend(std::iter::repeat_n(!op.opts.seminorm, pp));
+    flags.extend(std::iter::repeat_n(!node.opts.seminorm, pp));
     adj_opts = adj_opts.error_channels(flags);
     let per = (saved.checkpoints.len() - 1) / (n - 1).max(1);
     let mut bstats = Stats::default();
     let mut seg = saved.checkpoints.len() - 1;
     let run = Backward {
-        op,
+        node,
         theta: &theta,
         adj_opts: &adj_opts,
         need_theta,
@@ -358,11 +270,11 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
             }
         }
     }
-    op.ctx.stats.add_solve(op.ctx.depth + 1, bstats);
-    if op.time_vars && needs[c + p] {
+    node.ctx.stats.add_solve(node.ctx.depth + 1, bstats);
+    if node.time_vars && needs[c + p] {
         let av: Vec<Option<Var<'t, E>>> =
             a.iter().map(|v| Some(tape.constant(v.clone()))).collect();
-        grads[c + p] = op.dot_f(x, &x[..c], 0, &av)?.map(|v| (-v).detach());
+        grads[c + p] = node.dot_f(x, &x[..c], 0, &av)?.map(|v| (-v).detach());
     }
     for (i, ai) in a.into_iter().enumerate() {
         if needs[i] {
@@ -381,13 +293,6 @@ fn is_fixed<E: Element>(opts: &Options<E>) -> bool {
     !matches!(opts.stepping, Stepping::Adaptive)
 }
 
-/// The user's error-control flags for the state channels (all on when unset).
-fn channel_flags<E: Element>(opts: &Options<E>, n_state: usize) -> Vec<bool> {
-    opts.error_channels
-        .clone()
-        .unwrap_or_else(|| vec![true; n_state])
-}
-
 /// `n` fixed steps per save interval become `⌈n / k⌉` per checkpoint segment.
 fn divide_steps<E: Element>(o: Options<E>, k: usize) -> Options<E> {
     match o.stepping {
@@ -401,7 +306,7 @@ const LEAF_STEPS: usize = 16;
 
 /// The backward pass of the `Checkpointed` strategy over one segment at a time.
 struct Backward<'a, E: Element> {
-    op: &'a OdeintOp<E>,
+    node: &'a Node<E>,
     theta: &'a [Tensor<E>],
     adj_opts: &'a Options<E>,
     need_theta: bool,
@@ -423,7 +328,7 @@ impl<E: Element> Backward<'_, E> {
         a_theta: &mut Vec<Tensor<E>>,
         stats: &mut Stats,
     ) -> Result<(), OdeError> {
-        let fixed = is_fixed(&self.op.opts);
+        let fixed = is_fixed(&self.node.opts);
         if steps <= LEAF_STEPS {
             return self.leaf(ta, za, tb, steps.max(1), a, a_theta, stats);
         }
@@ -447,9 +352,9 @@ impl<E: Element> Backward<'_, E> {
         if fixed {
             // Equal steps inside the segment, as the forward pass took them.
             for (j, &c) in counts.iter().enumerate() {
-                let o = self.op.opts.clone().stepping(Stepping::Steps(c));
+                let o = self.node.opts.clone().stepping(Stepping::Steps(c));
                 let sol = solve(
-                    &*self.op.f,
+                    &*self.node.f,
                     &subs[j],
                     self.theta,
                     &[bounds[j], bounds[j + 1]],
@@ -459,7 +364,7 @@ impl<E: Element> Backward<'_, E> {
                 subs.push(sol.states.into_iter().next_back().expect("end state"));
             }
         } else {
-            let sol = solve(&*self.op.f, za, self.theta, &bounds, &self.op.opts)?;
+            let sol = solve(&*self.node.f, za, self.theta, &bounds, &self.node.opts)?;
             *stats += sol.stats;
             subs = sol.states;
         }
@@ -490,15 +395,15 @@ impl<E: Element> Backward<'_, E> {
         a_theta: &mut Vec<Tensor<E>>,
         stats: &mut Stats,
     ) -> Result<(), OdeError> {
-        let op = self.op;
-        let fixed = is_fixed(&op.opts);
+        let node = self.node;
+        let fixed = is_fixed(&node.opts);
         let fwd = if fixed {
-            op.opts.clone().stepping(Stepping::Steps(steps))
+            node.opts.clone().stepping(Stepping::Steps(steps))
         } else {
-            op.opts.clone()
+            node.opts.clone()
         };
         let sol = solve(
-            &*op.f,
+            &*node.f,
             za,
             self.theta,
             &[ta, tb],
@@ -512,7 +417,7 @@ impl<E: Element> Backward<'_, E> {
         let fs: Vec<Vec<Tensor<E>>> = grid
             .iter()
             .zip(&zs)
-            .map(|(t, z)| eval_f(&*op.f, *t, z, self.theta))
+            .map(|(t, z)| eval_f(&*node.f, *t, z, self.theta))
             .collect();
         stats.nfe += grid.len();
         let interp = Hermite {
@@ -521,9 +426,9 @@ impl<E: Element> Backward<'_, E> {
             fs,
         };
         let adj: InterpolatedAdjoint<E> = InterpolatedAdjoint {
-            f: op.f.clone(),
+            f: node.f.clone(),
             z: interp,
-            n_state: op.n_state,
+            n_state: node.n_state,
             with_params: self.need_theta,
         };
         let mut init = a.clone();
@@ -540,7 +445,7 @@ impl<E: Element> Backward<'_, E> {
         let asol = solve(&adj, &init, self.theta, &times, &run)?;
         *stats += asol.stats;
         let end = asol.states.last().expect("solution has states");
-        let c = op.n_state;
+        let c = node.n_state;
         *a = end[..c].to_vec();
         *a_theta = end[c..].to_vec();
         Ok(())

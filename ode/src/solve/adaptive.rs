@@ -1,0 +1,156 @@
+//! The adaptive driver: embedded error estimates, step-size control and dense output at the
+//! save times.
+
+use autodiff::{Element, Tensor};
+
+use super::evaluator::Evaluator;
+use super::initial_step::initial_step;
+use super::norm::ErrorNorm;
+use super::state::{alloc_like, finite};
+use super::stepper::{Outcome, Stepper};
+use super::Output;
+use crate::{OdeError, Options};
+
+/// Constants of the step-size controller.
+///
+/// PI control `h_new = h · safety · err^(−α) · err_prev^β` with `α = 0.7/k`, `β = 0.4/k`,
+/// `k = q + 1` the exponent of the error estimate (Gustafsson 1991; Hairer & Wanner 1996,
+/// Section IV.2), after a rejection pure I control `safety · err^(−1/k)` and no growth for
+/// the next step; factors clamped to `[0.2, 10]`, safety 0.9.
+pub(super) const SAFETY: f64 = 0.9;
+pub(super) const FAC_MIN: f64 = 0.2;
+pub(super) const FAC_MAX: f64 = 10.0;
+
+/// Adaptive stepping over `[times[0], times[last]]` with dense output at the save times.
+pub(super) fn adaptive<E: Element>(
+    ev: &mut Evaluator<'_, '_, E>,
+    st: &mut dyn Stepper<E>,
+    z0: &[Tensor<E>],
+    times: &[E],
+    opts: &Options<E>,
+    norm: &ErrorNorm,
+    out: &mut Output<E>,
+) -> Result<(), OdeError> {
+    let t0 = times[0];
+    let t_end = *times.last().expect("checked");
+    let dir = if t_end > t0 { 1.0 } else { -1.0 };
+    let span = (t_end - t0).to_f64().abs();
+    let max_step = opts.max_step.map_or(f64::INFINITY, |h| h.to_f64());
+    let min_step = opts.min_step.to_f64();
+    let k = st.error_exponent();
+    let (alpha, beta) = (0.7 / k, 0.4 / k);
+
+    let mut y = z0.to_vec();
+    let mut t = t0;
+    if !finite(st.f0(ev, t, &y)) {
+        return Err(OdeError::NonFinite {
+            t: t.to_f64(),
+            step: 0,
+        });
+    }
+    let mut h = match opts.first_step {
+        Some(h) => h.to_f64().min(span),
+        None => initial_step(ev, st, t, &y, dir, span, max_step, norm),
+    };
+    let mut next = 1usize;
+    let mut attempted = 0usize;
+    let mut err_prev = 1.0f64;
+    let mut rejected_last = false;
+    let mut interp = alloc_like(z0);
+    let dense_ok = st.dense_ok();
+    while next < times.len() {
+        h = h.min(max_step);
+        // Steps end exactly at the last time, or at every save time when interpolation would
+        // be less accurate than the method.
+        let target = if dense_ok { t_end } else { times[next] };
+        let remaining = (target - t).to_f64() * dir;
+        // Land exactly on the target; stretch a step that would leave a sliver behind.
+        let last = h >= remaining * (1.0 - 1e-12) || h * 1.01 >= remaining;
+        let h_step = if last { remaining } else { h };
+        if attempted >= opts.max_steps {
+            return Err(OdeError::MaxSteps {
+                t: t.to_f64(),
+                steps: attempted,
+            });
+        }
+        let hs = E::from_f64(dir * h_step);
+        let t_new = if last { target } else { t + hs };
+        if !last && (h < min_step || t_new == t) {
+            return Err(OdeError::StepSizeUnderflow {
+                t: t.to_f64(),
+                h: dir * h,
+            });
+        }
+        let outcome = st.attempt(ev, t, hs, &y, true, norm, &mut out.stats);
+        attempted += 1;
+        let err = match outcome {
+            Outcome::Done(e) => e,
+            Outcome::NonFinite => {
+                return Err(OdeError::NonFinite {
+                    t: t.to_f64(),
+                    step: attempted - 1,
+                })
+            }
+            Outcome::NewtonFailed => {
+                out.stats.rejected += 1;
+                rejected_last = true;
+                h = h_step * 0.5;
+                if h < min_step || t + E::from_f64(dir * h) == t || h <= 1e-14 * span {
+                    return Err(OdeError::NewtonDiverged {
+                        t: t.to_f64(),
+                        h: dir * h_step,
+                    });
+                }
+                continue;
+            }
+        };
+        if err <= 1.0 {
+            // Save times inside (t, t_new]: exact at the end of the step, dense output inside.
+            while next < times.len() && (times[next] - t_new).to_f64() * dir <= 0.0 {
+                if times[next] == t_new {
+                    out.states.push(st.candidate().to_vec());
+                } else {
+                    let theta = (times[next] - t).to_f64() / hs.to_f64();
+                    st.interpolate(ev, t, hs, &y, theta, &mut interp);
+                    out.states.push(interp.clone());
+                }
+                next += 1;
+            }
+            st.accept(&mut y);
+            t = t_new;
+            out.stats.accepted += 1;
+            out.stats.last_step = hs.to_f64();
+            if out.record {
+                out.steps.push(t);
+            }
+            if out.record_states {
+                out.step_states.push(y.clone());
+            }
+            let mut fac = SAFETY * err.max(1e-10).powf(-alpha) * err_prev.powf(beta);
+            fac = fac.clamp(FAC_MIN, FAC_MAX);
+            if rejected_last {
+                fac = fac.min(1.0);
+            }
+            err_prev = err.max(1e-4);
+            rejected_last = false;
+            // A step shortened to hit a save time does not shrink the next one.
+            h = if last && h_step < h {
+                (h_step * fac).max(h.min(h_step * FAC_MAX))
+            } else {
+                h_step * fac
+            };
+        } else {
+            out.stats.rejected += 1;
+            rejected_last = true;
+            let fac = (SAFETY * err.powf(-1.0 / k)).clamp(FAC_MIN, 1.0);
+            h = h_step * fac;
+            if h < min_step || t + E::from_f64(dir * h) == t {
+                return Err(OdeError::StepSizeUnderflow {
+                    t: t.to_f64(),
+                    h: dir * h,
+                });
+            }
+        }
+    }
+    Ok(())
+}

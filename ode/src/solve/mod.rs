@@ -1,0 +1,246 @@
+//! `solve`: integration on plain values, with adaptive or fixed steps and dense output.
+//!
+//! The layers, bottom up: [`evaluator`] runs the dynamics on a scratch tape, [`state`] does the
+//! arithmetic on lists of channels, [`norm`] measures errors, [`hermite`] interpolates, the
+//! steppers ([`erk`] for explicit tableaux, [`sdirk`] for the Newton-solved implicit ones)
+//! attempt single steps behind the [`stepper`] interface, and the drivers ([`fixed`] and
+//! [`adaptive`], which starts from [`initial_step`]) walk the save times.
+
+mod adaptive;
+mod erk;
+mod evaluator;
+mod fixed;
+pub(crate) mod hermite;
+mod initial_step;
+mod norm;
+mod sdirk;
+pub(crate) mod state;
+mod stepper;
+
+use std::ops::AddAssign;
+
+use autodiff::{Element, Tape, Tensor, Var};
+
+use crate::options::{Scheme, Stepping};
+use crate::{Dynamics, OdeError, Options};
+use adaptive::adaptive;
+use erk::Erk;
+use evaluator::Evaluator;
+use fixed::fixed;
+use norm::ErrorNorm;
+use sdirk::Sdirk;
+pub use sdirk::DENSE_JACOBIAN_MAX;
+use stepper::Stepper;
+
+/// Counters of a solve. Add the stats of several solves with `+=` (the adjoint adds its
+/// forward and backward passes).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Evaluations of the dynamics (including those recorded for Jacobian products).
+    pub nfe: usize,
+    /// Accepted steps.
+    pub accepted: usize,
+    /// Rejected steps (error too large, or Newton failure).
+    pub rejected: usize,
+    /// Jacobians (or linearisations for matrix-free solves) formed by implicit methods.
+    pub njac: usize,
+    /// Jacobian-vector products (forward sweeps on the tape).
+    pub njvp: usize,
+    /// Linear solves (LU back-substitutions or GMRES runs).
+    pub linear_solves: usize,
+    /// Newton iterations.
+    pub newton_iters: usize,
+    /// Signed size of the last accepted step (0 if none).
+    pub last_step: f64,
+}
+
+impl AddAssign for Stats {
+    /// Sums the counters; `last_step` becomes the right-hand side's if it took a step.
+    fn add_assign(&mut self, rhs: Stats) {
+        self.nfe += rhs.nfe;
+        self.accepted += rhs.accepted;
+        self.rejected += rhs.rejected;
+        self.njac += rhs.njac;
+        self.njvp += rhs.njvp;
+        self.linear_solves += rhs.linear_solves;
+        self.newton_iters += rhs.newton_iters;
+        if rhs.last_step != 0.0 {
+            self.last_step = rhs.last_step;
+        }
+    }
+}
+
+/// The result of [`solve`].
+#[derive(Clone, Debug)]
+pub struct Solution<E: Element> {
+    /// The state at each save time (outer index) as a list of channels (inner index);
+    /// `states[0]` is `z0`.
+    pub states: Vec<Vec<Tensor<E>>>,
+    /// The save times (a copy of the `times` argument).
+    pub times: Vec<E>,
+    /// Counters.
+    pub stats: Stats,
+    /// End times of the accepted steps, in order; filled only with
+    /// [`Options::record_steps`].
+    pub steps: Vec<E>,
+    /// The state at the end of each accepted step (matching `steps`); filled only with
+    /// [`Options::record_step_states`].
+    pub step_states: Vec<Vec<Tensor<E>>>,
+}
+
+impl<E: Element> Solution<E> {
+    /// The state at the last save time.
+    pub fn last(&self) -> &[Tensor<E>] {
+        self.states
+            .last()
+            .expect("a solution has at least the initial state")
+    }
+}
+
+/// Integrates `dz/dt = f(t, z; θ)` from `z(times[0]) = z0` and returns the state at every
+/// entry of `times` (increasing or decreasing; integrating backwards in time uses negative
+/// steps).
+///
+/// Nothing is recorded on any user tape: the dynamics are evaluated on one scratch tape per
+/// solve. The parameters are recorded once at its start with [`Tape::var`]; for every
+/// evaluation `t` and `z` are recorded with [`Tape::var`] too (so `f` may differentiate
+/// internally), and the tape is truncated back after it, reusing its buffers.
+///
+/// Adaptive solves step from `times[0]` towards the last time and fill in the save times in
+/// between by dense output: Dormand–Prince's continuous extension for Dopri5, cubic Hermite
+/// interpolation for Bosh3 and the implicit methods (as accurate as the methods). Methods of
+/// order ≥ 4 without a continuous extension (Tsit5, Dopri8) instead shorten the steps to
+/// land on every save time, since a cubic interpolant would spoil their accuracy. Fixed-step
+/// solves take their steps between consecutive save times (see [`Stepping`]).
+///
+/// Errors: [`OdeError::InvalidTimes`], [`OdeError::InvalidOptions`] before any work;
+/// [`OdeError::NonFinite`] as soon as a NaN or infinity shows up in a stage, the new state or
+/// the error estimate; [`OdeError::StepSizeUnderflow`], [`OdeError::MaxSteps`] and
+/// [`OdeError::NewtonDiverged`] when the step-size control gives up.
+///
+/// # Panics
+///
+/// If `f` returns a different number of channels or a channel of a different shape than `z0`.
+pub fn solve<E: Element>(
+    f: &dyn Dynamics<E>,
+    z0: &[Tensor<E>],
+    params: &[Tensor<E>],
+    times: &[E],
+    opts: &Options<E>,
+) -> Result<Solution<E>, OdeError> {
+    opts.validate(z0.len())?;
+    check_times(times)?;
+    let t0 = times[0];
+    if !z0.iter().all(|z| z.all_finite()) {
+        return Err(OdeError::NonFinite {
+            t: t0.to_f64(),
+            step: 0,
+        });
+    }
+    let tape = Tape::new();
+    let pvars: Vec<Var<'_, E>> = params.iter().map(|p| tape.var(p.clone())).collect();
+    let mut ev = Evaluator::new(f, &tape, pvars, z0);
+    let mut out = Output {
+        states: vec![z0.to_vec()],
+        steps: Vec::new(),
+        record: opts.record_steps || opts.record_step_states,
+        step_states: Vec::new(),
+        record_states: opts.record_step_states,
+        stats: Stats::default(),
+    };
+    if times.len() > 1 {
+        let mut stepper: Box<dyn Stepper<E> + '_> = match opts.method.scheme() {
+            Scheme::Explicit(tab) => Box::new(Erk::new(tab, z0)),
+            Scheme::Implicit(tab) => Box::new(Sdirk::new(tab, z0)),
+        };
+        let norm = ErrorNorm::new(opts, z0.len());
+        match opts.stepping {
+            Stepping::Adaptive => {
+                adaptive(&mut ev, stepper.as_mut(), z0, times, opts, &norm, &mut out)?
+            }
+            Stepping::Steps(n) => fixed(
+                &mut ev,
+                stepper.as_mut(),
+                z0,
+                times,
+                |_| n,
+                opts,
+                &norm,
+                &mut out,
+            )?,
+            Stepping::StepSize(h) => {
+                let h = h.to_f64();
+                let count =
+                    move |dt: f64| ((dt.abs() / h) * (1.0 - 1e-12)).ceil().max(1.0) as usize;
+                fixed(
+                    &mut ev,
+                    stepper.as_mut(),
+                    z0,
+                    times,
+                    count,
+                    opts,
+                    &norm,
+                    &mut out,
+                )?
+            }
+        }
+    }
+    let mut stats = out.stats;
+    stats.nfe = ev.nfe;
+    stats.njvp = ev.njvp;
+    Ok(Solution {
+        states: out.states,
+        times: times.to_vec(),
+        stats,
+        steps: out.steps,
+        step_states: out.step_states,
+    })
+}
+
+pub(crate) fn check_times<E: Element>(times: &[E]) -> Result<(), OdeError> {
+    if times.is_empty() {
+        return Err(OdeError::InvalidTimes(
+            "no save times (times[0] is the initial time)".into(),
+        ));
+    }
+    if let Some(i) = times.iter().position(|t| !t.is_finite()) {
+        return Err(OdeError::InvalidTimes(format!(
+            "times[{i}] = {} is not finite",
+            times[i]
+        )));
+    }
+    if times.len() > 1 {
+        let increasing = times[1] > times[0];
+        for i in 1..times.len() {
+            let ok = if increasing {
+                times[i] > times[i - 1]
+            } else {
+                times[i] < times[i - 1]
+            };
+            if !ok {
+                return Err(OdeError::InvalidTimes(format!(
+                    "times must be strictly {}: times[{}] = {} then times[{i}] = {}",
+                    if increasing {
+                        "increasing"
+                    } else {
+                        "decreasing"
+                    },
+                    i - 1,
+                    times[i - 1],
+                    times[i]
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a driver records while it walks the save times.
+pub(super) struct Output<E: Element> {
+    pub(super) states: Vec<Vec<Tensor<E>>>,
+    pub(super) steps: Vec<E>,
+    pub(super) record: bool,
+    pub(super) step_states: Vec<Vec<Tensor<E>>>,
+    pub(super) record_states: bool,
+    pub(super) stats: Stats,
+}

@@ -1,0 +1,122 @@
+//! Butcher tableaux as data, and their validation (row sums, weights, order conditions).
+//!
+//! Explicit methods are [`Tableau`]s run by one generic stepper; the two implicit (SDIRK)
+//! methods are [`SdirkTableau`]s run by the Newton stepper. Every constant cites its source;
+//! [`Tableau::validate`] and [`SdirkTableau::validate`] check the numbers, including the
+//! order conditions of every rooted tree up to the claimed order (Butcher 1963; Hairer,
+//! Nørsett & Wanner 1993, Section II.2), for claims up to [`MAX_CHECKED_ORDER`].
+//!
+//! Files: `explicit` holds Euler to Tsitouras 5(4), `dop853` the 12-stage DOP853 pair,
+//! `implicit` the SDIRK methods; `validate` checks a tableau's numbers against the rooted trees
+//! that `order_conditions` walks.
+
+mod dop853;
+mod explicit;
+mod implicit;
+mod order_conditions;
+mod validate;
+
+pub use dop853::DOPRI8;
+pub use explicit::{BOSH3, DOPRI5, EULER, HEUN, MIDPOINT, RK4, TSIT5};
+pub use implicit::{IMPLICIT_EULER, SDIRK2};
+pub use order_conditions::{order_residual, tree_counts, MAX_CHECKED_ORDER};
+
+/// An explicit Runge–Kutta method with an optional embedded pair and continuous extension.
+///
+/// Stage `i` is `k_i = f(t + c_i h, y + h Σ_{j<i} a_ij k_j)` and the step is
+/// `y₁ = y₀ + h Σ b_i k_i`. The fields are public so that a step can be replayed with tape
+/// operations (discretise-then-optimise).
+#[derive(Clone, Copy, Debug)]
+pub struct Tableau {
+    /// Short name ("dopri5").
+    pub name: &'static str,
+    /// Order of the propagated solution `b`.
+    pub order: usize,
+    /// Order of the embedded solution `b̂ = b − b_err`, if there is one: the error estimate
+    /// behaves like `h^(error_order + 1)`.
+    pub error_order: Option<usize>,
+    /// Nodes `c_i` (`c_0 = 0`).
+    pub c: &'static [f64],
+    /// Strictly lower-triangular coefficients, row-major per stage: row `i` has `i` entries
+    /// `a_i0 … a_i(i−1)` (row 0 is empty).
+    pub a: &'static [&'static [f64]],
+    /// Weights of the propagated solution.
+    pub b: &'static [f64],
+    /// Error weights `b − b̂` of the embedded pair; `None` for fixed-step-only methods.
+    pub b_err: Option<&'static [f64]>,
+    /// First-same-as-last: the last stage is evaluated at `(t + h, y₁)` (its row of `a` equals
+    /// `b` and its node is 1), so it is the next step's first stage. Checked by
+    /// [`validate`](Tableau::validate) against [`fsal_from_numbers`](Tableau::fsal_from_numbers).
+    pub fsal: bool,
+    /// Continuous extension: row `i` holds the coefficients of `b_i(θ) = Σ_m d_im θ^(m+1)`,
+    /// so `y(t₀ + θh) = y₀ + h Σ b_i(θ) k_i` with `b_i(1) = b_i`. `None`: cubic Hermite.
+    pub dense: Option<&'static [&'static [f64]]>,
+    /// Where the numbers come from.
+    pub citation: &'static str,
+}
+
+/// A singly diagonally implicit Runge–Kutta method (all diagonal entries `γ`), stiffly
+/// accurate (its last row of `a` is `b`, so `f(t₁, y₁)` is the last stage).
+///
+/// The error estimate is `h (err_f0 f(t₀, y₀) + Σ b_err_i k_i)`, filtered through
+/// `(I − hγJ)⁻¹` so that it stays bounded on stiff components (Hairer & Wanner 1996,
+/// Section IV.8).
+#[derive(Clone, Copy, Debug)]
+pub struct SdirkTableau {
+    /// Short name ("sdirk2").
+    pub name: &'static str,
+    /// Order of the method.
+    pub order: usize,
+    /// The error estimate behaves like `h^(error_order + 1)`: the companion formula it
+    /// compares with has order `error_order` at least.
+    pub error_order: usize,
+    /// The diagonal entry.
+    pub gamma: f64,
+    /// Nodes.
+    pub c: &'static [f64],
+    /// Lower-triangular coefficients including the diagonal: row `i` has `i + 1` entries.
+    pub a: &'static [&'static [f64]],
+    /// Weights (equal to the last row of `a`).
+    pub b: &'static [f64],
+    /// Weight of `f(t₀, y₀)` in the error estimate.
+    pub err_f0: f64,
+    /// Weights of the stages in the error estimate (with `err_f0` they sum to zero).
+    pub b_err: &'static [f64],
+    /// Where the numbers come from.
+    pub citation: &'static str,
+}
+
+impl Tableau {
+    /// Number of stages.
+    pub fn stages(&self) -> usize {
+        self.c.len()
+    }
+
+    /// FSAL as the numbers say: the last row of `a` equals `b` (and `b_s = 0`) and the last
+    /// node is 1.
+    pub fn fsal_from_numbers(&self) -> bool {
+        let s = self.stages();
+        s >= 2
+            && self.c[s - 1] == 1.0
+            && self.b[s - 1] == 0.0
+            && self.a[s - 1].iter().zip(self.b).all(|(x, y)| x == y)
+    }
+
+    /// The coefficient matrix as full rows (zeros above the diagonal).
+    pub fn full_a(&self) -> Vec<Vec<f64>> {
+        self.a.iter().map(|r| r.to_vec()).collect()
+    }
+
+    /// The embedded weights `b̂ = b − b_err`, if any.
+    pub fn b_hat(&self) -> Option<Vec<f64>> {
+        self.b_err
+            .map(|e| self.b.iter().zip(e).map(|(b, e)| b - e).collect())
+    }
+}
+
+impl SdirkTableau {
+    /// Number of stages.
+    pub fn stages(&self) -> usize {
+        self.c.len()
+    }
+}
