@@ -59,6 +59,7 @@ use std::path::{Path, PathBuf};
 
 pub mod cnf;
 pub mod data;
+pub mod flow;
 pub mod io;
 pub mod nn;
 pub mod optim;

@@ -134,10 +134,17 @@ pub struct RateInputs<'a, 't, E: Element> {
     /// The divergence `tr(∂f/∂z)` per row (`n × 1`): exact, or Hutchinson's estimate.
     pub divergence: Var<'t, E>,
     /// The vector-Jacobian products the trace computed: the Jacobian rows `e_jᵀ∂f/∂z` for the
-    /// exact trace, `εᵀ∂f/∂z` for each of the [`probes`](RateInputs::probes) otherwise.
+    /// exact trace, `εᵀ∂f/∂z` for each of the [`probes`](RateInputs::probes) otherwise; empty
+    /// when the field supplies its own divergence
+    /// ([`VectorField::eval_with_divergence`](crate::flow::VectorField::eval_with_divergence)).
     pub products: &'a [Var<'t, E>],
-    /// Hutchinson's probes of this solve (empty with the exact trace).
+    /// Hutchinson's probes of this solve (empty with the exact trace, and when the field
+    /// supplies its own divergence).
     pub probes: &'a [Tensor<E>],
+    /// The field's auxiliary quantities of this evaluation
+    /// ([`FieldOutput::aux`](crate::flow::FieldOutput::aux); empty for most fields), e.g.
+    /// `∂ₜΦ` for OT-Flow's potential field, which its HJB residual reads.
+    pub aux: &'a [Var<'t, E>],
 }
 
 /// An integrated channel of a CNF's augmented state: `R = ∫₀ᵀ r(t, z) dt` per sample, with the
@@ -277,6 +284,7 @@ pub fn rates<'t, E: Element>(
         divergence: div,
         products: &products,
         probes,
+        aux: &[],
     };
     let out = channels.iter().map(|c| c.rate(&inputs)).collect();
     (f, div, out)

@@ -6,9 +6,12 @@ use std::rc::Rc;
 
 use autodiff::testing::{check_vjp, tape_fn, CheckOpts};
 use autodiff::{Tape, Tensor, Var};
+use flows::cnf::{Cnf, Mode, VectorField};
 use flows::otflow::{
-    autodiff_gradient, autodiff_gradient_laplacian, OtFlow, OtMode, OtPotential, OtTrace, Potential,
+    autodiff_gradient, autodiff_gradient_laplacian, HjbResidual, OtFlow, OtMode, OtPotential,
+    OtTrace, Potential, PotentialField, TransportCost,
 };
+use flows::trace::{Probe, Trace};
 use flows::Params;
 use ode::{Adjoint, Method, Options};
 use rand::{Rng, SeedableRng};
@@ -326,4 +329,91 @@ fn sampling_inverts_the_forward_map() {
     let m = flow.evaluate(&params, &x).unwrap();
     let mean_nll = -logp.sum() / n as f64;
     assert!((m.nll - mean_nll).abs() < 1e-6);
+}
+
+#[test]
+fn the_potential_is_one_more_vector_field_of_the_flow_core() {
+    // An OtFlow is the flow core with a PotentialField and the transport/HJB channels: a Cnf
+    // built from the same pieces gives the same log-density and terms, for every trace.
+    let (d, n) = (3, 4);
+    let (params, net) = random_potential(d, 5, 3, 60);
+    let mut rng = Pcg64::seed_from_u64(61);
+    let x = Tensor::randn(n, d, &mut rng);
+    let opts = Options::fixed(Method::Rk4, 4).adjoint(Adjoint::Direct);
+    let traces = [
+        (OtTrace::Exact, Trace::Exact),
+        (OtTrace::Autodiff, Trace::Exact),
+        (OtTrace::DivergenceVjp, Trace::Exact),
+        (
+            OtTrace::Hutchinson(Probe::Rademacher),
+            Trace::hutchinson(Probe::Rademacher),
+        ),
+    ];
+    for (ot_trace, trace) in traces {
+        let flow = OtFlow::new(net.clone())
+            .trace(ot_trace)
+            .train_opts(opts.clone())
+            .seed(3);
+        let field = PotentialField::new(Rc::new(net.clone()) as Rc<dyn Potential<f64>>, ot_trace);
+        let cnf = Cnf::from_fields(vec![(
+            Rc::new(field) as Rc<dyn VectorField<f64>>,
+            net.param_range(),
+        )])
+        .trace(trace)
+        .train_opts(opts.clone())
+        .channel(Rc::new(TransportCost), 1.0)
+        .channel(Rc::new(HjbResidual), 1.0)
+        .seed(3);
+        let tape = Tape::<f64>::new();
+        let p = params.vars(&tape);
+        let ot = flow
+            .loss(&tape, &p, tape.constant(x.clone()), OtMode::Train)
+            .unwrap();
+        let lp = cnf
+            .log_prob(&tape, &p, tape.constant(x.clone()), Mode::Train)
+            .unwrap();
+        let label = format!("{ot_trace:?}");
+        assert!(
+            ot.log_prob.value().max_abs_diff(&lp.log_prob.value()) < 1e-12,
+            "{label}"
+        );
+        let transport = lp.term_named("transport").unwrap().value.item();
+        let hjb = lp.term_named("hjb").unwrap().value.item();
+        assert!((ot.transport.item() - transport).abs() < 1e-12, "{label}");
+        assert!((ot.hjb.item() - hjb).abs() < 1e-12, "{label}");
+        assert!(ot.hjb.item() > 1e-3, "{label}");
+    }
+}
+
+#[test]
+fn otflow_gets_steer_and_a_learnable_end_time_from_the_core() {
+    let (d, n) = (2, 5);
+    let (mut params, net) = random_potential(d, 4, 2, 70);
+    let flow = OtFlow::new(net)
+        .learnable_end_time(&mut params, "sqrt_end_time", 1.0)
+        .steer(0.5)
+        .seed(4);
+    let mut rng = Pcg64::seed_from_u64(71);
+    let x = Tensor::randn(n, d, &mut rng);
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let tape = Tape::<f64>::new();
+        let p = params.vars(&tape);
+        let out = flow
+            .loss(&tape, &p, tape.constant(x.clone()), OtMode::Train)
+            .unwrap();
+        let t = out.end_time.item();
+        assert!((0.5..=1.5).contains(&t), "T = {t}");
+        seen.push(t);
+        let g = tape.grad(out.loss, &p).unwrap();
+        assert!(g.last().unwrap().max_abs() > 0.0, "no gradient reaches √T");
+    }
+    assert!(seen.windows(2).any(|w| w[0] != w[1]), "{seen:?}");
+    // Evaluation uses T itself.
+    let tape = Tape::<f64>::new();
+    let p = params.vars(&tape);
+    let out = flow
+        .loss(&tape, &p, tape.constant(x), OtMode::Eval)
+        .unwrap();
+    assert_eq!(out.end_time.item(), 1.0);
 }
