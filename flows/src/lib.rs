@@ -66,6 +66,7 @@ pub mod otflow;
 pub mod params;
 pub mod plot;
 pub mod regularizers;
+pub mod tabular;
 pub mod trace;
 
 pub use params::Params;
