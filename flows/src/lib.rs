@@ -67,6 +67,7 @@ pub mod otflow;
 pub mod params;
 pub mod plot;
 pub mod regularizers;
+pub mod tabular;
 pub mod trace;
 
 pub use params::Params;
