@@ -109,17 +109,23 @@ pub enum FlowError {
         /// The tensor's name.
         name: String,
     },
-    /// A tensor being loaded has the wrong shape.
+    /// A tensor being loaded or set has the wrong shape.
     ShapeMismatch {
         /// The parameter's name.
         name: String,
-        /// The shape the store expects (its file shape, PyTorch layout).
+        /// The shape the store expects: its file shape (PyTorch layout) when loading a file,
+        /// `[rows, cols]` when setting an in-memory tensor ([`Params::set`]).
         expected: Vec<usize>,
         /// The shape found.
         found: Vec<usize>,
     },
     /// A dataset name that is not known (see [`data::TOY_NAMES`]).
     UnknownDataset {
+        /// The name asked for.
+        name: String,
+    },
+    /// No parameter of this name is in the store ([`Params::set`]).
+    UnknownParam {
         /// The name asked for.
         name: String,
     },
@@ -169,6 +175,9 @@ impl fmt::Display for FlowError {
                 "unknown dataset `{name}` (known: {})",
                 data::TOY_NAMES.join(", ")
             ),
+            FlowError::UnknownParam { name } => {
+                write!(f, "no parameter named `{name}` in the store")
+            }
         }
     }
 }
