@@ -21,6 +21,14 @@
 //!   (shape mismatches in a forward pass, a gradient list that does not fit the store) panic
 //!   with a message naming the operation and the shapes.
 //!
+//! # One dependency
+//!
+//! `flows` re-exports the crates its API is made of — [`autodiff`], [`ode`], [`rand`],
+//! [`rand_pcg`] and [`rand_distr`] — and [`prelude`] gathers what a training loop needs, so a
+//! crate that depends on `flows` alone uses exactly the versions `flows` was built with. (A
+//! separate `rand` of another major version has its own `Rng` trait, which the functions
+//! here do not accept.)
+//!
 //! # Example
 //!
 //! One gradient step on the vector field of a CNF (the solve and the divergence come from the
@@ -66,11 +74,20 @@ pub mod optim;
 pub mod otflow;
 pub mod params;
 pub mod plot;
+pub mod prelude;
 pub mod regularizers;
 pub mod tabular;
 pub mod trace;
 
 pub use params::Params;
+
+// The crates the public API is built from, so that users name the same versions (see the
+// crate docs' "One dependency").
+pub use autodiff;
+pub use ode;
+pub use rand;
+pub use rand_distr;
+pub use rand_pcg;
 
 /// Errors of operations that depend on files, data or configuration.
 #[derive(Debug)]
@@ -111,17 +128,23 @@ pub enum FlowError {
         /// The tensor's name.
         name: String,
     },
-    /// A tensor being loaded has the wrong shape.
+    /// A tensor being loaded or set has the wrong shape.
     ShapeMismatch {
         /// The parameter's name.
         name: String,
-        /// The shape the store expects (its file shape, PyTorch layout).
+        /// The shape the store expects: its file shape (PyTorch layout) when loading a file,
+        /// `[rows, cols]` when setting an in-memory tensor ([`Params::set`]).
         expected: Vec<usize>,
         /// The shape found.
         found: Vec<usize>,
     },
     /// A dataset name that is not known (see [`data::TOY_NAMES`]).
     UnknownDataset {
+        /// The name asked for.
+        name: String,
+    },
+    /// No parameter of this name is in the store ([`Params::set`]).
+    UnknownParam {
         /// The name asked for.
         name: String,
     },
@@ -171,6 +194,9 @@ impl fmt::Display for FlowError {
                 "unknown dataset `{name}` (known: {})",
                 data::TOY_NAMES.join(", ")
             ),
+            FlowError::UnknownParam { name } => {
+                write!(f, "no parameter named `{name}` in the store")
+            }
         }
     }
 }

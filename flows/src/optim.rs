@@ -5,6 +5,11 @@
 //! are allocated on the first step and reused afterwards. Hyperparameters are `f64`; updates
 //! run in the store's precision.
 //!
+//! The built-in optimizers also implement [`StatefulOptimizer`]: their moments, momentum
+//! buffers, step count and learning rate as an [`OptimizerState`], which
+//! a checkpoint keeps so that a resumed run continues exactly. Hyperparameters (β, ε, momentum, weight decay) are configuration, not
+//! state: the resumed run builds its optimizer with them as the first run did.
+//!
 //! ```
 //! use autodiff::{Tape, Tensor};
 //! use flows::optim::{Adam, Optimizer};
@@ -24,6 +29,8 @@
 //! assert!((params.tensor(0).get(0, 0) - 3.0).abs() < 1e-3);
 //! ```
 
+use std::fmt;
+
 use autodiff::{Element, Tensor};
 
 use crate::Params;
@@ -39,6 +46,135 @@ pub trait Optimizer<E: Element> {
     fn set_lr(&mut self, lr: f64);
     /// Number of steps taken so far.
     fn steps(&self) -> u64;
+}
+
+/// The state of an optimizer that a checkpoint must keep for a resumed run to continue
+/// exactly ([`StatefulOptimizer::state`]).
+///
+/// Buffers carry PyTorch's names (`exp_avg`, `exp_avg_sq` for Adam and AdamW,
+/// `momentum_buffer` for SGD) and hold one tensor per store entry in store order; an optimizer
+/// that has not stepped yet has no buffers (they are allocated on the first step).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState<E: Element> {
+    /// Which optimizer this is (`"Adam"`, `"AdamW"`, `"Sgd"`); state is only loaded into the
+    /// same kind.
+    pub kind: String,
+    /// Steps taken ([`Optimizer::steps`]); Adam's bias correction depends on it.
+    pub steps: u64,
+    /// The learning rate at the time (restored, as PyTorch's `load_state_dict` does: set
+    /// another one after loading to change it).
+    pub lr: f64,
+    /// Named buffers, each one tensor per store entry in store order.
+    pub buffers: Vec<(String, Vec<Tensor<E>>)>,
+}
+
+/// Why an [`OptimizerState`] cannot be loaded into an optimizer: `item` (`optimizer` or a
+/// buffer's name) should be `expected` but is `found`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateMismatch {
+    /// What disagrees.
+    pub item: String,
+    /// What the optimizer needs.
+    pub expected: String,
+    /// What the state holds.
+    pub found: String,
+}
+
+impl fmt::Display for StateMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "optimizer state `{}`: expected {}, found {}",
+            self.item, self.expected, self.found
+        )
+    }
+}
+
+impl std::error::Error for StateMismatch {}
+
+/// An [`Optimizer`] whose state can be saved and restored (checkpoints).
+///
+/// A separate trait rather than default methods on [`Optimizer`], so that an optimizer
+/// without it cannot be checkpointed by mistake: saving a stateful optimizer as if it were
+/// stateless would make the resumed run silently differ.
+pub trait StatefulOptimizer<E: Element>: Optimizer<E> {
+    /// A copy of the state.
+    fn state(&self) -> OptimizerState<E>;
+
+    /// Replaces the state with `state` (as taken by [`state`](Self::state) from an optimizer
+    /// of the same kind and configuration). Fails without changing anything if the kind
+    /// differs, a buffer is missing, unexpected or of the wrong length, or the buffers are
+    /// absent although steps were taken. Buffer shapes are checked against the store by the
+    /// next [`step`](Optimizer::step) (and against the parameters by the checkpoint loader).
+    fn load_state(&mut self, state: OptimizerState<E>) -> Result<(), StateMismatch>;
+}
+
+/// The buffers `names` taken from `state`, checked: the kind must be `kind`; after a step all
+/// of `names` must be there (before the first, none or all), each with as many tensors as the
+/// first and no other buffer. Returns the buffers in the order of `names` (empty if absent).
+fn take_buffers<E: Element>(
+    state: &mut OptimizerState<E>,
+    kind: &str,
+    names: &[&str],
+) -> Result<Vec<Vec<Tensor<E>>>, StateMismatch> {
+    if state.kind != kind {
+        return Err(StateMismatch {
+            item: "optimizer".into(),
+            expected: format!("{kind} state"),
+            found: format!("{} state", state.kind),
+        });
+    }
+    let listed = |b: &[(String, Vec<Tensor<E>>)]| {
+        let v: Vec<&str> = b.iter().map(|(n, _)| n.as_str()).collect();
+        format!("buffers [{}]", v.join(", "))
+    };
+    let wanted = format!("buffers [{}]", names.join(", "));
+    if let Some((extra, _)) = state
+        .buffers
+        .iter()
+        .find(|(n, _)| !names.contains(&n.as_str()))
+    {
+        return Err(StateMismatch {
+            item: extra.clone(),
+            expected: format!("only {wanted} for this {kind} configuration"),
+            found: listed(&state.buffers),
+        });
+    }
+    if state.buffers.is_empty() {
+        // Stepping allocates the buffers, so a state with steps and no buffers cannot have
+        // come from this configuration (e.g. an SGD without momentum loaded into one with).
+        if state.steps > 0 && !names.is_empty() {
+            return Err(StateMismatch {
+                item: names[0].into(),
+                expected: format!("{wanted} after {} steps", state.steps),
+                found: "no buffers".into(),
+            });
+        }
+        return Ok(vec![Vec::new(); names.len()]);
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(pos) = state.buffers.iter().position(|(n, _)| n == name) else {
+            return Err(StateMismatch {
+                item: (*name).into(),
+                expected: wanted.clone(),
+                found: listed(&state.buffers),
+            });
+        };
+        out.push(state.buffers.remove(pos).1);
+    }
+    if let Some((i, b)) = out
+        .iter()
+        .enumerate()
+        .find(|(_, b)| b.len() != out[0].len())
+    {
+        return Err(StateMismatch {
+            item: names[i].into(),
+            expected: format!("{} tensors (as `{}`)", out[0].len(), names[0]),
+            found: format!("{} tensors", b.len()),
+        });
+    }
+    Ok(out)
 }
 
 /// Allocates state buffers on the first call; afterwards checks they still fit.
@@ -71,6 +207,36 @@ impl<E: Element> Moments<E> {
             m: Vec::new(),
             v: Vec::new(),
         }
+    }
+
+    fn state(&self, kind: &str, lr: f64) -> OptimizerState<E> {
+        let buffers = if self.m.is_empty() && self.t == 0 {
+            Vec::new()
+        } else {
+            vec![
+                ("exp_avg".to_string(), self.m.clone()),
+                ("exp_avg_sq".to_string(), self.v.clone()),
+            ]
+        };
+        OptimizerState {
+            kind: kind.into(),
+            steps: self.t,
+            lr,
+            buffers,
+        }
+    }
+
+    /// Loads `state` and returns its learning rate; unchanged on error.
+    fn load_state(
+        &mut self,
+        mut state: OptimizerState<E>,
+        kind: &str,
+    ) -> Result<f64, StateMismatch> {
+        let mut bufs = take_buffers(&mut state, kind, &["exp_avg", "exp_avg_sq"])?;
+        self.v = bufs.pop().expect("two buffers");
+        self.m = bufs.pop().expect("two buffers");
+        self.t = state.steps;
+        Ok(state.lr)
     }
 
     /// One bias-corrected Adam update of `params` (Kingma & Ba, 2015, Algorithm 1):
@@ -150,6 +316,16 @@ impl<E: Element> Adam<E> {
     }
 }
 
+impl<E: Element> StatefulOptimizer<E> for Adam<E> {
+    fn state(&self) -> OptimizerState<E> {
+        self.mom.state("Adam", self.lr)
+    }
+    fn load_state(&mut self, state: OptimizerState<E>) -> Result<(), StateMismatch> {
+        self.lr = self.mom.load_state(state, "Adam")?;
+        Ok(())
+    }
+}
+
 impl<E: Element> Optimizer<E> for Adam<E> {
     fn step(&mut self, params: &mut Params<E>, grads: &[Tensor<E>]) {
         self.mom
@@ -197,6 +373,16 @@ impl<E: Element> AdamW<E> {
     pub fn eps(mut self, eps: f64) -> Self {
         self.mom.eps = eps;
         self
+    }
+}
+
+impl<E: Element> StatefulOptimizer<E> for AdamW<E> {
+    fn state(&self) -> OptimizerState<E> {
+        self.mom.state("AdamW", self.lr)
+    }
+    fn load_state(&mut self, state: OptimizerState<E>) -> Result<(), StateMismatch> {
+        self.lr = self.mom.load_state(state, "AdamW")?;
+        Ok(())
     }
 }
 
@@ -272,6 +458,35 @@ impl<E: Element> Sgd<E> {
     pub fn weight_decay(mut self, weight_decay: f64) -> Self {
         self.weight_decay = weight_decay;
         self
+    }
+}
+
+impl<E: Element> StatefulOptimizer<E> for Sgd<E> {
+    fn state(&self) -> OptimizerState<E> {
+        // Plain SGD keeps no buffer; with momentum the buffer exists from the first step.
+        let buffers = if self.momentum == 0.0 || (self.t == 0 && self.buf.is_empty()) {
+            Vec::new()
+        } else {
+            vec![("momentum_buffer".to_string(), self.buf.clone())]
+        };
+        OptimizerState {
+            kind: "Sgd".into(),
+            steps: self.t,
+            lr: self.lr,
+            buffers,
+        }
+    }
+    fn load_state(&mut self, mut state: OptimizerState<E>) -> Result<(), StateMismatch> {
+        let names: &[&str] = if self.momentum == 0.0 {
+            &[]
+        } else {
+            &["momentum_buffer"]
+        };
+        let mut bufs = take_buffers(&mut state, "Sgd", names)?;
+        self.buf = bufs.pop().unwrap_or_default();
+        self.t = state.steps;
+        self.lr = state.lr;
+        Ok(())
     }
 }
 
@@ -441,6 +656,17 @@ impl<O, S> Scheduled<O, S> {
     /// Wraps `opt` so its rate follows `schedule`.
     pub fn new(opt: O, schedule: S) -> Self {
         Scheduled { opt, schedule }
+    }
+}
+
+/// The wrapped optimizer's state (the schedule is configuration: it derives the rate from the
+/// restored step count).
+impl<E: Element, O: StatefulOptimizer<E>, S: Schedule> StatefulOptimizer<E> for Scheduled<O, S> {
+    fn state(&self) -> OptimizerState<E> {
+        self.opt.state()
+    }
+    fn load_state(&mut self, state: OptimizerState<E>) -> Result<(), StateMismatch> {
+        self.opt.load_state(state)
     }
 }
 

@@ -146,6 +146,57 @@ impl<E: Element> Params<E> {
         idx
     }
 
+    /// Replaces the value of the existing entry `name` with `tensor` (in memory; the entry
+    /// keeps its index and file shape, so layers holding its index see the new value).
+    ///
+    /// Errors, leaving the store unchanged: [`FlowError::UnknownParam`] if there is no such
+    /// entry (a misspelt name is not silently added; [`insert`](Self::insert) adds), and
+    /// [`FlowError::ShapeMismatch`] naming the entry with the expected and the found
+    /// `[rows, cols]` if the shapes differ — as loading refuses a tensor of the wrong shape,
+    /// since every layer addressing the entry relies on its shape.
+    ///
+    /// ```
+    /// use autodiff::Tensor;
+    /// use flows::{FlowError, Params};
+    ///
+    /// let mut p = Params::<f64>::new();
+    /// p.add("lin.weight", Tensor::zeros(3, 2));
+    /// p.set("lin.weight", Tensor::ones(3, 2)).unwrap();
+    /// assert_eq!(p.get("lin.weight"), Some(&Tensor::ones(3, 2)));
+    /// let err = p.set("lin.weight", Tensor::ones(2, 3)).unwrap_err();
+    /// assert!(matches!(err, FlowError::ShapeMismatch { .. }));
+    /// assert_eq!(err.to_string(), "parameter `lin.weight`: expected shape [3, 2], found [2, 3]");
+    /// ```
+    pub fn set(&mut self, name: &str, tensor: Tensor<E>) -> Result<(), FlowError> {
+        let Some(entry) = self.map.get_mut(name) else {
+            return Err(FlowError::UnknownParam { name: name.into() });
+        };
+        Self::replace(name, entry, tensor)
+    }
+
+    /// Adds `tensor` under `name` if there is no such entry (with the default file shape, as
+    /// [`add`](Self::add)), or replaces the existing entry's value as [`set`](Self::set)
+    /// does, with the same shape check. Returns the entry's index.
+    pub fn insert(&mut self, name: &str, tensor: Tensor<E>) -> Result<usize, FlowError> {
+        match self.map.get_full_mut(name) {
+            Some((i, _, entry)) => Self::replace(name, entry, tensor).map(|()| i),
+            None => Ok(self.add(name, tensor)),
+        }
+    }
+
+    fn replace(name: &str, entry: &mut Entry<E>, tensor: Tensor<E>) -> Result<(), FlowError> {
+        let (expected, found) = (entry.tensor.shape(), tensor.shape());
+        if expected != found {
+            return Err(FlowError::ShapeMismatch {
+                name: name.into(),
+                expected: vec![expected.0, expected.1],
+                found: vec![found.0, found.1],
+            });
+        }
+        entry.tensor = tensor;
+        Ok(())
+    }
+
     /// Number of tensors.
     pub fn len(&self) -> usize {
         self.map.len()
