@@ -17,6 +17,9 @@
 //! - [`data`]: the 2-D toys of the FFJORD paper (`8gaussians`, `2spirals`, `checkerboard`, …)
 //!   and CSV / `.npy` loaders for tabular data.
 //! - [`plot`]: density heat maps, sample histograms and panels side by side, as PNG.
+//! - [`train`]: checkpoints that resume a run bit for bit (parameters, optimizer state, the
+//!   generator and the iteration in one safetensors file) and an exponential moving average
+//!   of the weights ([`Ema`](train::Ema)) to evaluate with.
 //! - [`FlowError`]: the error of everything that depends on files or data. Programming errors
 //!   (shape mismatches in a forward pass, a gradient list that does not fit the store) panic
 //!   with a message naming the operation and the shapes.
@@ -76,6 +79,7 @@ pub mod plot;
 pub mod prelude;
 pub mod regularizers;
 pub mod trace;
+pub mod train;
 
 pub use params::Params;
 
@@ -146,6 +150,18 @@ pub enum FlowError {
         /// The name asked for.
         name: String,
     },
+    /// A checkpoint does not fit the objects it is restored into ([`train::load_checkpoint`]).
+    CheckpointMismatch {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What disagrees: a tensor of the file (`params/…`, `optim/exp_avg/…`, `ema/…`) or a
+        /// part of the state (`optimizer`, `ema`).
+        item: String,
+        /// What the objects being restored need.
+        expected: String,
+        /// What the checkpoint holds.
+        found: String,
+    },
 }
 
 impl FlowError {
@@ -195,6 +211,16 @@ impl fmt::Display for FlowError {
             FlowError::UnknownParam { name } => {
                 write!(f, "no parameter named `{name}` in the store")
             }
+            FlowError::CheckpointMismatch {
+                path,
+                item,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{}: checkpoint `{item}`: expected {expected}, found {found}",
+                path.display()
+            ),
         }
     }
 }
