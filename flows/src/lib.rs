@@ -91,6 +91,14 @@ pub use rand;
 pub use rand_distr;
 pub use rand_pcg;
 
+/// Every ```` ```rust ```` block of the repository's README.md, run as a doctest so the README's
+/// code cannot rot: it must compile without warnings (an unused import or variable fails the
+/// test) and run.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+#[doc(test(attr(deny(warnings))))]
+pub struct ReadmeDoctests;
+
 /// Errors of operations that depend on files, data or configuration.
 #[derive(Debug)]
 #[non_exhaustive]
