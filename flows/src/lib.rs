@@ -17,6 +17,9 @@
 //! - [`data`]: the 2-D toys of the FFJORD paper (`8gaussians`, `2spirals`, `checkerboard`, …)
 //!   and CSV / `.npy` loaders for tabular data.
 //! - [`plot`]: density heat maps, sample histograms and panels side by side, as PNG.
+//! - [`train`]: checkpoints that resume a run bit for bit (parameters, optimizer state, the
+//!   generator and the iteration in one safetensors file) and an exponential moving average
+//!   of the weights ([`Ema`](train::Ema)) to evaluate with.
 //! - [`FlowError`]: the error of everything that depends on files or data. Programming errors
 //!   (shape mismatches in a forward pass, a gradient list that does not fit the store) panic
 //!   with a message naming the operation and the shapes.
@@ -78,6 +81,7 @@ pub mod prelude;
 pub mod regularizers;
 pub mod tabular;
 pub mod trace;
+pub mod train;
 
 pub use params::Params;
 
@@ -88,6 +92,14 @@ pub use ode;
 pub use rand;
 pub use rand_distr;
 pub use rand_pcg;
+
+/// Every ```` ```rust ```` block of the repository's README.md, run as a doctest so the README's
+/// code cannot rot: it must compile without warnings (an unused import or variable fails the
+/// test) and run.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+#[doc(test(attr(deny(warnings))))]
+pub struct ReadmeDoctests;
 
 /// Errors of operations that depend on files, data or configuration.
 #[derive(Debug)]
@@ -148,6 +160,18 @@ pub enum FlowError {
         /// The name asked for.
         name: String,
     },
+    /// A checkpoint does not fit the objects it is restored into ([`train::load_checkpoint`]).
+    CheckpointMismatch {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What disagrees: a tensor of the file (`params/…`, `optim/exp_avg/…`, `ema/…`) or a
+        /// part of the state (`optimizer`, `ema`).
+        item: String,
+        /// What the objects being restored need.
+        expected: String,
+        /// What the checkpoint holds.
+        found: String,
+    },
 }
 
 impl FlowError {
@@ -197,6 +221,16 @@ impl fmt::Display for FlowError {
             FlowError::UnknownParam { name } => {
                 write!(f, "no parameter named `{name}` in the store")
             }
+            FlowError::CheckpointMismatch {
+                path,
+                item,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{}: checkpoint `{item}`: expected {expected}, found {found}",
+                path.display()
+            ),
         }
     }
 }

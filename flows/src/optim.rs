@@ -7,7 +7,8 @@
 //!
 //! The built-in optimizers also implement [`StatefulOptimizer`]: their moments, momentum
 //! buffers, step count and learning rate as an [`OptimizerState`], which
-//! a checkpoint keeps so that a resumed run continues exactly. Hyperparameters (β, ε, momentum, weight decay) are configuration, not
+//! [`train::save_checkpoint`](crate::train::save_checkpoint) writes so that a resumed run
+//! continues exactly. Hyperparameters (β, ε, momentum, weight decay) are configuration, not
 //! state: the resumed run builds its optimizer with them as the first run did.
 //!
 //! ```

@@ -99,7 +99,7 @@ fn default_file_shape(name: &str, rows: usize, cols: usize) -> Vec<usize> {
 }
 
 /// Whether a file shape can be read into a `rows × cols` entry whose own file shape is `own`.
-fn compatible(found: &[usize], own: &[usize], rows: usize, cols: usize) -> bool {
+pub(crate) fn compatible(found: &[usize], own: &[usize], rows: usize, cols: usize) -> bool {
     found == own
         || found == [rows, cols]
         || (rows == 1 && found == [cols])
@@ -374,6 +374,15 @@ impl<E: Element> Params<E> {
     /// Serializes the store as safetensors bytes, in the element type `E` (`F32` or `F64`),
     /// each tensor in its file shape. The metadata records `format = pt` and the store order.
     pub fn to_safetensors(&self) -> Result<Vec<u8>, FlowError> {
+        self.to_safetensors_with(HashMap::new())
+    }
+
+    /// [`to_safetensors`](Self::to_safetensors) with more metadata entries (checkpoints
+    /// record their counters and the generator there).
+    pub(crate) fn to_safetensors_with(
+        &self,
+        mut meta: HashMap<String, String>,
+    ) -> Result<Vec<u8>, FlowError> {
         let dtype = dtype_of::<E>();
         let bytes: Vec<Vec<u8>> = self.tensors().map(|t| to_le_bytes(t)).collect();
         let mut views = Vec::with_capacity(self.len());
@@ -386,7 +395,6 @@ impl<E: Element> Params<E> {
             })?;
             views.push((name.as_str(), v));
         }
-        let mut meta = HashMap::new();
         meta.insert("format".to_string(), "pt".to_string());
         meta.insert(
             ORDER_KEY.to_string(),

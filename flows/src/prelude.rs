@@ -4,7 +4,8 @@
 //! [`Adjoint`], [`Dynamics`], [`dynamics`]), the models ([`Cnf`], [`Mode`], [`OdeNet`],
 //! [`Mlp`], [`Act`], [`Trace`], [`Probe`], [`Reg`]), the store and its optimizers
 //! ([`Params`], [`Adam`], [`AdamW`], [`Sgd`], [`Optimizer`], [`clip_grad_norm`]), the toy
-//! [`data`], the errors ([`FlowError`]), and the generator with its traits ([`Pcg64`],
+//! [`data`], checkpoints and weight averaging ([`save_checkpoint`], [`load_checkpoint`],
+//! [`Ema`]), the errors ([`FlowError`]), and the generator with its traits ([`Pcg64`],
 //! [`SeedableRng`], [`Rng`]) — from the crates `flows` is built with, so the versions agree.
 //!
 //! ```
@@ -33,4 +34,5 @@ pub use crate::nn::{Act, Mlp, OdeNet};
 pub use crate::optim::{clip_grad_norm, Adam, AdamW, Optimizer, Sgd, StatefulOptimizer};
 pub use crate::regularizers::Reg;
 pub use crate::trace::{Probe, Trace};
+pub use crate::train::{load_checkpoint, save_checkpoint, Ema};
 pub use crate::{FlowError, Params};
