@@ -99,7 +99,7 @@ fn net() -> (OdeNet, Params<f64>) {
 /// Composite Simpson's rule for samples `y` on an even number of equal intervals of size `h`.
 fn simpson(y: &[f64], h: f64) -> f64 {
     let m = y.len() - 1;
-    assert!(m % 2 == 0);
+    assert!(m.is_multiple_of(2));
     let inner: f64 = (1..m)
         .map(|k| if k % 2 == 1 { 4.0 * y[k] } else { 2.0 * y[k] })
         .sum();
