@@ -7,6 +7,7 @@ use autodiff::{Element, Tape, Tensor, Var};
 
 use super::node::Node;
 use super::systems::adjoint_options;
+use super::vjp::Cotangents;
 use crate::{solve, Dynamics, OdeError, Options, Stats, Stepping};
 
 /// What the `Checkpointed` strategy keeps from the forward pass.
@@ -198,39 +199,9 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
     let wrap =
         |e: OdeError| autodiff::Error::new("odeint (checkpointed adjoint of the backward pass)", e);
     let theta: Vec<Tensor<E>> = x[c..c + p].iter().map(|v| v.value()).collect();
-    let cot = |k: usize| -> Vec<Option<Tensor<E>>> {
-        if k == 0 {
-            vec![None; c]
-        } else {
-            g[(k - 1) * c..k * c]
-                .iter()
-                .map(|o| o.map(|v| v.value()))
-                .collect()
-        }
-    };
-    let mut grads: Vec<Option<Var<'t, E>>> = vec![None; x.len()];
-    if node.time_vars {
-        for k in 1..n {
-            if needs[c + p + k] {
-                let ck: Vec<Option<Var<'t, E>>> = g[(k - 1) * c..k * c].to_vec();
-                grads[c + p + k] = node
-                    .dot_f(x, &node.state(x, y, k), k, &ck)?
-                    .map(|v| v.detach());
-            }
-        }
-    }
-    let need_theta = needs[c..c + p].iter().any(|&b| b);
+    let vjp = Cotangents::new(node, x, y, g, needs);
+    let need_theta = vjp.need_theta();
     let pp = if need_theta { p } else { 0 };
-    let last_state: Vec<Tensor<E>> = node.state(x, y, n - 1).iter().map(|v| v.value()).collect();
-    let mut a: Vec<Tensor<E>> = cot(n - 1)
-        .into_iter()
-        .zip(&last_state)
-        .map(|(g, z)| g.unwrap_or_else(|| Tensor::zeros(z.rows(), z.cols())))
-        .collect();
-    let mut a_theta: Vec<Tensor<E>> = theta[..pp]
-        .iter()
-        .map(|t| Tensor::zeros(t.rows(), t.cols()))
-        .collect();
     let mut adj_opts = adjoint_options(&node.opts, 0, pp);
     // The adjoint state is [a, a_θ]: error control on a (all true) and a_θ (unless seminorm).
     let mut flags = vec![true; c];
@@ -246,7 +217,10 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
         need_theta,
         split: per.max(2),
     };
-    for k in (1..n).rev() {
+    // Each interval is `per` checkpoint segments, pulled back on plain values.
+    let grads = vjp.run(false, |_k, a, a_theta| {
+        let mut av: Vec<Tensor<E>> = a.iter().map(|v| v.value()).collect();
+        let mut atv: Vec<Tensor<E>> = a_theta.iter().map(|v| v.value()).collect();
         for _ in 0..per {
             let (ta, za) = &saved.checkpoints[seg - 1];
             let (tb, _) = &saved.checkpoints[seg];
@@ -255,37 +229,18 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
                 za,
                 *tb,
                 saved.seg_steps[seg - 1],
-                &mut a,
-                &mut a_theta,
+                &mut av,
+                &mut atv,
                 &mut bstats,
             )
             .map_err(wrap)?;
             seg -= 1;
         }
-        if k > 1 {
-            for (ac, gc) in a.iter_mut().zip(cot(k - 1)) {
-                if let Some(gc) = gc {
-                    ac.axpy(E::ONE, &gc);
-                }
-            }
-        }
-    }
+        *a = av.into_iter().map(|v| tape.constant(v)).collect();
+        *a_theta = atv.into_iter().map(|v| tape.constant(v)).collect();
+        Ok(())
+    })?;
     node.ctx.stats.add_solve(node.ctx.depth + 1, bstats);
-    if node.time_vars && needs[c + p] {
-        let av: Vec<Option<Var<'t, E>>> =
-            a.iter().map(|v| Some(tape.constant(v.clone()))).collect();
-        grads[c + p] = node.dot_f(x, &x[..c], 0, &av)?.map(|v| (-v).detach());
-    }
-    for (i, ai) in a.into_iter().enumerate() {
-        if needs[i] {
-            grads[i] = Some(tape.constant(ai));
-        }
-    }
-    for (i, gi) in a_theta.into_iter().enumerate() {
-        if needs[c + i] {
-            grads[c + i] = Some(tape.constant(gi));
-        }
-    }
     Ok(grads)
 }
 

@@ -6,8 +6,9 @@
 //! `odeint` calls on the same tape, so derivatives of any order pass through a solve.
 //!
 //! Files: [`types`] and [`stats`] hold what a call takes and returns, [`node`] what the
-//! derivative rules know of a node, [`systems`] the adjoint and sensitivity dynamics; the
-//! strategies are [`backsolve`], [`checkpointed`] and [`direct`], the JVP is [`sensitivity`].
+//! derivative rules know of a node, [`systems`] the adjoint and sensitivity dynamics, [`vjp`] the
+//! VJP skeleton the adjoint strategies share; the strategies are [`backsolve`],
+//! [`checkpointed`] and [`direct`], the JVP is [`sensitivity`].
 
 mod backsolve;
 mod checkpointed;
@@ -17,6 +18,7 @@ mod sensitivity;
 mod stats;
 mod systems;
 mod types;
+mod vjp;
 
 use std::cell::RefCell;
 use std::rc::Rc;
