@@ -8,6 +8,8 @@ use autodiff::{Element, Tape, Tensor, Var};
 use super::node::Node;
 use super::systems::adjoint_options;
 use super::vjp::Cotangents;
+use crate::solve::hermite::hermite;
+use crate::solve::state::alloc_like;
 use crate::{solve, Dynamics, OdeError, Options, Stats, Stepping};
 
 /// What the `Checkpointed` strategy keeps from the forward pass.
@@ -93,15 +95,16 @@ fn past<E: Element>(s: E, b: E, t0: E, t1: E) -> bool {
     (s.to_f64() - b.to_f64()) * dir > 0.0
 }
 
-/// A cubic Hermite interpolant through states and derivatives at increasing or decreasing
-/// times.
-struct Hermite<E> {
+/// The re-solved trajectory of a segment: states and derivatives at the ends of its steps,
+/// at increasing or decreasing times, read between them with the solver's cubic Hermite
+/// interpolant (the same one its dense output uses for methods without their own).
+struct Trajectory<E> {
     ts: Vec<f64>,
     zs: Vec<Vec<Tensor<E>>>,
     fs: Vec<Vec<Tensor<E>>>,
 }
 
-impl<E: Element> Hermite<E> {
+impl<E: Element> Trajectory<E> {
     fn eval(&self, t: f64) -> Vec<Tensor<E>> {
         let n = self.ts.len();
         let increasing = self.ts[n - 1] >= self.ts[0];
@@ -114,30 +117,25 @@ impl<E: Element> Hermite<E> {
         let i = pos.saturating_sub(1).min(n - 2);
         let (t0, t1) = (self.ts[i], self.ts[i + 1]);
         let h = t1 - t0;
-        let s = if h == 0.0 { 0.0 } else { (t - t0) / h };
-        let h00 = (1.0 + 2.0 * s) * (1.0 - s) * (1.0 - s);
-        let h10 = s * (1.0 - s) * (1.0 - s);
-        let h01 = s * s * (3.0 - 2.0 * s);
-        let h11 = s * s * (s - 1.0);
-        self.zs[i]
-            .iter()
-            .enumerate()
-            .map(|(c, z0)| {
-                let mut out = z0.clone();
-                out.scale(E::from_f64(h00));
-                out.axpy(E::from_f64(h10 * h), &self.fs[i][c]);
-                out.axpy(E::from_f64(h01), &self.zs[i + 1][c]);
-                out.axpy(E::from_f64(h11 * h), &self.fs[i + 1][c]);
-                out
-            })
-            .collect()
+        let theta = if h == 0.0 { 0.0 } else { (t - t0) / h };
+        let mut out = alloc_like(&self.zs[i]);
+        hermite(
+            &self.zs[i],
+            &self.zs[i + 1],
+            &self.fs[i],
+            &self.fs[i + 1],
+            E::from_f64(h),
+            theta,
+            &mut out,
+        );
+        out
     }
 }
 
 /// The adjoint `[a, a_θ]` with `z(t)` read from an interpolant of a forward re-solve.
 struct InterpolatedAdjoint<E: Element> {
     f: Rc<dyn Dynamics<E>>,
-    z: Hermite<E>,
+    z: Trajectory<E>,
     n_state: usize,
     with_params: bool,
 }
@@ -375,7 +373,7 @@ impl<E: Element> Backward<'_, E> {
             .map(|(t, z)| eval_f(&*node.f, *t, z, self.theta))
             .collect();
         stats.nfe += grid.len();
-        let interp = Hermite {
+        let interp = Trajectory {
             ts: grid.iter().map(|t| t.to_f64()).collect(),
             zs,
             fs,

@@ -2,7 +2,7 @@
 
 use autodiff::{Element, Tensor};
 
-pub(super) fn alloc_like<E: Element>(z: &[Tensor<E>]) -> Vec<Tensor<E>> {
+pub(crate) fn alloc_like<E: Element>(z: &[Tensor<E>]) -> Vec<Tensor<E>> {
     z.iter()
         .map(|c| Tensor::zeros(c.rows(), c.cols()))
         .collect()
