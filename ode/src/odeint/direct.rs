@@ -12,7 +12,8 @@ use autodiff::{Element, Tape, Tensor, Var};
 use super::node::eval_isolated;
 use super::stats::{OdeStats, FORWARD};
 use super::types::{OdeSolution, Times};
-use crate::{solve, Dynamics, OdeError, Options, Stats, Tableau};
+use crate::tableau::{terms, Tableau};
+use crate::{solve, Dynamics, OdeError, Options, Stats};
 
 pub(crate) fn odeint_direct<'t, E: Element>(
     tape: &'t Tape<E>,
@@ -109,11 +110,11 @@ fn rk_step<'t, E: Element>(
         None => eval_isolated(f, t, z, params)?,
     });
     for i in 1..s {
-        let zi = combine(z, h, &ks, |j| tab.a[i][j]);
+        let zi = combine(z, h, &ks, tab.a[i]);
         let ti = t + h * E::from_f64(tab.c[i]);
         ks.push(eval_isolated(f, ti, &zi, params)?);
     }
-    let znew = combine(z, h, &ks, |j| tab.b[j]);
+    let znew = combine(z, h, &ks, tab.b);
     let last = ks.pop().expect("at least one stage");
     Ok((znew, last))
 }
@@ -166,25 +167,23 @@ fn check_replay<'t, E: Element>(
     Ok(())
 }
 
-/// `z + h Σ_j w(j) k_j` per channel, skipping zero weights.
+/// `z + h Σ_j w_j k_j` per channel over the [`terms`] of `w`, recorded on the tape (the sum
+/// first, then one product with the variable step `h`).
 fn combine<'t, E: Element>(
     z: &[Var<'t, E>],
     h: Var<'t, E>,
     ks: &[Vec<Var<'t, E>>],
-    w: impl Fn(usize) -> f64,
+    w: &[f64],
 ) -> Vec<Var<'t, E>> {
     (0..z.len())
         .map(|c| {
             let mut acc: Option<Var<'t, E>> = None;
-            for (j, k) in ks.iter().enumerate() {
-                let wj = w(j);
-                if wj != 0.0 {
-                    let term = k[c] * E::from_f64(wj);
-                    acc = Some(match acc {
-                        None => term,
-                        Some(a) => a + term,
-                    });
-                }
+            for (j, wj) in terms(w) {
+                let term = ks[j][c] * E::from_f64(wj);
+                acc = Some(match acc {
+                    None => term,
+                    Some(a) => a + term,
+                });
             }
             match acc {
                 Some(a) => z[c] + h * a,
