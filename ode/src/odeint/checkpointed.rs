@@ -8,9 +8,10 @@ use autodiff::{Element, Tape, Tensor, Var};
 use super::node::Node;
 use super::systems::adjoint_options;
 use super::vjp::Cotangents;
+use crate::options::{SolveOptions, Stepping};
 use crate::solve::hermite::hermite;
 use crate::solve::state::alloc_like;
-use crate::{solve, Dynamics, OdeError, Options, Stats, Stepping};
+use crate::{solve, Dynamics, OdeError, Stats};
 
 /// What the `Checkpointed` strategy keeps from the forward pass.
 pub(crate) struct Saved<E> {
@@ -34,7 +35,7 @@ pub(crate) fn forward_with_checkpoints<E: Element>(
     z0: &[Tensor<E>],
     theta: &[Tensor<E>],
     times: &[E],
-    opts: &Options<E>,
+    opts: &SolveOptions<E>,
     checkpoints: usize,
 ) -> Result<CheckpointedForward<E>, OdeError> {
     let mut grid = vec![times[0]];
@@ -200,10 +201,10 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
     let vjp = Cotangents::new(node, x, y, g, needs);
     let need_theta = vjp.need_theta();
     let pp = if need_theta { p } else { 0 };
-    let mut adj_opts = adjoint_options(&node.opts, 0, pp);
+    let mut adj_opts = adjoint_options(&node.opts, 0, pp).solve;
     // The adjoint state is [a, a_θ]: error control on a (all true) and a_θ (unless seminorm).
     let mut flags = vec![true; c];
-    flags.extend(std::iter::repeat_n(!node.opts.seminorm, pp));
+    flags.extend(std::iter::repeat_n(!node.opts.adjoint.seminorm, pp));
     adj_opts = adj_opts.error_channels(flags);
     let per = (saved.checkpoints.len() - 1) / (n - 1).max(1);
     let mut bstats = Stats::default();
@@ -242,12 +243,12 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
     Ok(grads)
 }
 
-fn is_fixed<E: Element>(opts: &Options<E>) -> bool {
+fn is_fixed<E: Element>(opts: &SolveOptions<E>) -> bool {
     !matches!(opts.stepping, Stepping::Adaptive)
 }
 
 /// `n` fixed steps per save interval become `⌈n / k⌉` per checkpoint segment.
-fn divide_steps<E: Element>(o: Options<E>, k: usize) -> Options<E> {
+fn divide_steps<E: Element>(o: SolveOptions<E>, k: usize) -> SolveOptions<E> {
     match o.stepping {
         Stepping::Steps(n) => o.stepping(Stepping::Steps(n.div_ceil(k).max(1))),
         _ => o,
@@ -261,7 +262,7 @@ const LEAF_STEPS: usize = 16;
 struct Backward<'a, E: Element> {
     node: &'a Node<E>,
     theta: &'a [Tensor<E>],
-    adj_opts: &'a Options<E>,
+    adj_opts: &'a SolveOptions<E>,
     need_theta: bool,
     /// Sub-segments per split.
     split: usize,
@@ -305,7 +306,7 @@ impl<E: Element> Backward<'_, E> {
         if fixed {
             // Equal steps inside the segment, as the forward pass took them.
             for (j, &c) in counts.iter().enumerate() {
-                let o = self.node.opts.clone().stepping(Stepping::Steps(c));
+                let o = self.node.opts.solve.clone().stepping(Stepping::Steps(c));
                 let sol = solve(
                     &*self.node.f,
                     &subs[j],
@@ -351,9 +352,9 @@ impl<E: Element> Backward<'_, E> {
         let node = self.node;
         let fixed = is_fixed(&node.opts);
         let fwd = if fixed {
-            node.opts.clone().stepping(Stepping::Steps(steps))
+            node.opts.solve.clone().stepping(Stepping::Steps(steps))
         } else {
-            node.opts.clone()
+            node.opts.solve.clone()
         };
         let sol = solve(
             &*node.f,

@@ -12,6 +12,7 @@ use autodiff::{Element, Tape, Tensor, Var};
 use super::node::eval_isolated;
 use super::stats::{OdeStats, FORWARD};
 use super::types::{OdeSolution, Times};
+use crate::options::SolveOptions;
 use crate::tableau::{terms, Tableau};
 use crate::{solve, Dynamics, OdeError, Options, Stats};
 
@@ -53,7 +54,7 @@ pub(crate) fn odeint_direct<'t, E: Element>(
             &zv,
             &theta_vals,
             &[tv[k - 1], tv[k]],
-            &opts.clone().record_steps(true),
+            &opts.solve.clone().record_steps(true),
         )
         .map_err(wrap)?;
         total += sol.stats;
@@ -126,7 +127,7 @@ fn rk_step<'t, E: Element>(
 fn check_replay<'t, E: Element>(
     replay: &[Var<'t, E>],
     solved: &[Tensor<E>],
-    opts: &Options<E>,
+    opts: &SolveOptions<E>,
     t: E,
 ) -> Result<(), OdeError> {
     let (rtol, atol) = (opts.rtol.to_f64(), opts.atol.to_f64());

@@ -9,7 +9,8 @@ use super::norm::ErrorNorm;
 use super::state::{alloc_like, finite};
 use super::stepper::{Outcome, Stepper};
 use super::Output;
-use crate::{OdeError, Options};
+use crate::options::SolveOptions;
+use crate::OdeError;
 
 /// Constants of the step-size controller.
 ///
@@ -27,7 +28,7 @@ pub(super) fn adaptive<E: Element>(
     st: &mut dyn Stepper<E>,
     z0: &[Tensor<E>],
     times: &[E],
-    opts: &Options<E>,
+    opts: &SolveOptions<E>,
     norm: &ErrorNorm,
     out: &mut Output<E>,
 ) -> Result<(), OdeError> {

@@ -21,8 +21,8 @@ use std::ops::AddAssign;
 
 use autodiff::{Element, Tape, Tensor, Var};
 
-use crate::options::{Scheme, Stepping};
-use crate::{Dynamics, OdeError, Options};
+use crate::options::{Scheme, SolveOptions, Stepping};
+use crate::{Dynamics, OdeError};
 use adaptive::adaptive;
 use erk::Erk;
 use evaluator::Evaluator;
@@ -81,10 +81,10 @@ pub struct Solution<E: Element> {
     /// Counters.
     pub stats: Stats,
     /// End times of the accepted steps, in order; filled only with
-    /// [`Options::record_steps`].
+    /// [`SolveOptions::record_steps`].
     pub steps: Vec<E>,
     /// The state at the end of each accepted step (matching `steps`); filled only with
-    /// [`Options::record_step_states`].
+    /// [`SolveOptions::record_step_states`].
     pub step_states: Vec<Vec<Tensor<E>>>,
 }
 
@@ -126,7 +126,7 @@ pub fn solve<E: Element>(
     z0: &[Tensor<E>],
     params: &[Tensor<E>],
     times: &[E],
-    opts: &Options<E>,
+    opts: &SolveOptions<E>,
 ) -> Result<Solution<E>, OdeError> {
     opts.validate(z0.len())?;
     check_times(times)?;
