@@ -19,8 +19,8 @@
 //!   forward-sensitivity system; both are `odeint` calls themselves, so derivatives of any
 //!   order pass through a solve. Gradients reach `z0`, the parameters and the times.
 //! - [`Options`]: the builder users start from, carrying [`SolveOptions`] (the [`Method`], its
-//!   [`Stepping`], tolerances, step bounds, error channels, recording: all a plain solve
-//!   reads) and [`AdjointOptions`] (the strategy, the seminorm and the adjoint's own solve
+//!   [`Stepping`], tolerances, step bounds, error channels, recording, the step-size
+//!   [`Controller`]: all a plain solve reads) and [`AdjointOptions`] (the strategy, the seminorm and the adjoint's own solve
 //!   options, which only `odeint`'s derivatives read).
 //! - [`OdeError`]: typed failures (step size underflow, max steps, non-finite values,
 //!   invalid times/options, Newton divergence).
@@ -57,6 +57,8 @@ pub mod tableau;
 pub use dynamics::{dynamics, Dynamics};
 pub use error::OdeError;
 pub use odeint::{odeint, OdeSolution, OdeStats, Times};
-pub use options::{Adjoint, AdjointOptions, Method, Options, Scheme, SolveOptions, Stepping};
+pub use options::{
+    Adjoint, AdjointOptions, Controller, Method, Options, Scheme, SolveOptions, Stepping,
+};
 pub use solve::{solve, Solution, Stats, DENSE_JACOBIAN_MAX};
 pub use tableau::{SdirkTableau, Tableau};

@@ -3,11 +3,13 @@
 //! seminorm, the adjoint's own solve options). [`Options`] is the builder users start from and
 //! carries both.
 //!
-//! Files: `method` (the method and the stepping mode), `solve` and `adjoint` (the two halves).
+//! Files: `method` (the method and the stepping mode), `controller` (the step-size controller
+//! as a value), `solve` and `adjoint` (the two halves).
 //! Nothing here depends on the solvers, so the plain solve sits above its settings and below
 //! `odeint`, with no way back.
 
 mod adjoint;
+mod controller;
 mod method;
 mod solve;
 
@@ -16,6 +18,7 @@ use std::ops::{Deref, DerefMut};
 use autodiff::Element;
 
 pub use adjoint::{Adjoint, AdjointOptions};
+pub use controller::Controller;
 pub use method::{Method, Scheme, Stepping};
 pub use solve::SolveOptions;
 
@@ -142,6 +145,8 @@ impl<E: Element> Options<E> {
         record_steps(on: bool);
         /// Record the state at the end of every accepted step (and its time).
         record_step_states(on: bool);
+        /// Sets the step-size controller of adaptive solves (see [`Controller`]).
+        controller(controller: Controller);
     }
 
     /// The strategy of [`odeint`](crate::odeint())'s VJP.

@@ -2,6 +2,7 @@
 
 use autodiff::Element;
 
+use super::controller::Controller;
 use super::method::{Method, Stepping};
 use crate::OdeError;
 
@@ -43,6 +44,8 @@ pub struct SolveOptions<E> {
     /// Also record the state at the end of every accepted step in
     /// [`Solution::step_states`](crate::Solution::step_states) (implies `record_steps`).
     pub record_step_states: bool,
+    /// How adaptive steps are chosen from the error estimates ([`Controller::pi`] unless set).
+    pub controller: Controller,
 }
 
 impl<E: Element> SolveOptions<E> {
@@ -61,6 +64,7 @@ impl<E: Element> SolveOptions<E> {
             error_channels: None,
             record_steps: false,
             record_step_states: false,
+            controller: Controller::default(),
         }
     }
 
@@ -166,6 +170,12 @@ impl<E: Element> SolveOptions<E> {
         self
     }
 
+    /// Sets the step-size controller of adaptive solves.
+    pub fn controller(mut self, controller: Controller) -> Self {
+        self.controller = controller;
+        self
+    }
+
     /// Checks the settings against a state of `channels` channels.
     pub fn validate(&self, channels: usize) -> Result<(), OdeError> {
         let bad = |s: String| Err(OdeError::InvalidOptions(s));
@@ -204,6 +214,7 @@ impl<E: Element> SolveOptions<E> {
         }
         match self.stepping {
             Stepping::Adaptive => {
+                self.controller.validate()?;
                 if self.method.error_order().is_none() {
                     return bad(format!(
                         "{} has no error estimate: use Options::fixed or Options::fixed_step",
