@@ -18,9 +18,15 @@
 //!   [`Adjoint::Checkpointed`] or [`Adjoint::Direct`]; its JVP integrates the
 //!   forward-sensitivity system; both are `odeint` calls themselves, so derivatives of any
 //!   order pass through a solve. Gradients reach `z0`, the parameters and the times.
-//! - [`Options`] with [`Method`] and [`Stepping`]: a builder for the settings.
+//! - [`Options`]: the builder users start from, carrying [`SolveOptions`] (the [`Method`], its
+//!   [`Stepping`], tolerances, step bounds, error channels, recording, the step-size
+//!   [`Controller`]: all a plain solve reads) and [`AdjointOptions`] (the strategy, the seminorm and the adjoint's own solve
+//!   options, which only `odeint`'s derivatives read).
 //! - [`OdeError`]: typed failures (step size underflow, max steps, non-finite values,
 //!   invalid times/options, Newton divergence).
+//!
+//! The layers depend downwards only: [`tableau`] → options → [`solve`] → the `odeint` types →
+//! the strategies → [`odeint`].
 //!
 //! # Example
 //!
@@ -50,7 +56,9 @@ pub mod tableau;
 
 pub use dynamics::{dynamics, Dynamics};
 pub use error::OdeError;
-pub use odeint::{odeint, Adjoint, OdeSolution, OdeStats, Times};
-pub use options::{Method, Options, Scheme, Stepping};
+pub use odeint::{odeint, OdeSolution, OdeStats, Times};
+pub use options::{
+    Adjoint, AdjointOptions, Controller, Method, Options, Scheme, SolveOptions, Stepping,
+};
 pub use solve::{solve, Solution, Stats, DENSE_JACOBIAN_MAX};
 pub use tableau::{SdirkTableau, Tableau};

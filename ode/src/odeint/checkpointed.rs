@@ -7,7 +7,11 @@ use autodiff::{Element, Tape, Tensor, Var};
 
 use super::node::Node;
 use super::systems::adjoint_options;
-use crate::{solve, Dynamics, OdeError, Options, Stats, Stepping};
+use super::vjp::Cotangents;
+use crate::options::{SolveOptions, Stepping};
+use crate::solve::hermite::hermite;
+use crate::solve::state::alloc_like;
+use crate::{solve, Dynamics, OdeError, Stats};
 
 /// What the `Checkpointed` strategy keeps from the forward pass.
 pub(crate) struct Saved<E> {
@@ -31,7 +35,7 @@ pub(crate) fn forward_with_checkpoints<E: Element>(
     z0: &[Tensor<E>],
     theta: &[Tensor<E>],
     times: &[E],
-    opts: &Options<E>,
+    opts: &SolveOptions<E>,
     checkpoints: usize,
 ) -> Result<CheckpointedForward<E>, OdeError> {
     let mut grid = vec![times[0]];
@@ -92,15 +96,16 @@ fn past<E: Element>(s: E, b: E, t0: E, t1: E) -> bool {
     (s.to_f64() - b.to_f64()) * dir > 0.0
 }
 
-/// A cubic Hermite interpolant through states and derivatives at increasing or decreasing
-/// times.
-struct Hermite<E> {
+/// The re-solved trajectory of a segment: states and derivatives at the ends of its steps,
+/// at increasing or decreasing times, read between them with the solver's cubic Hermite
+/// interpolant (the same one its dense output uses for methods without their own).
+struct Trajectory<E> {
     ts: Vec<f64>,
     zs: Vec<Vec<Tensor<E>>>,
     fs: Vec<Vec<Tensor<E>>>,
 }
 
-impl<E: Element> Hermite<E> {
+impl<E: Element> Trajectory<E> {
     fn eval(&self, t: f64) -> Vec<Tensor<E>> {
         let n = self.ts.len();
         let increasing = self.ts[n - 1] >= self.ts[0];
@@ -113,30 +118,25 @@ impl<E: Element> Hermite<E> {
         let i = pos.saturating_sub(1).min(n - 2);
         let (t0, t1) = (self.ts[i], self.ts[i + 1]);
         let h = t1 - t0;
-        let s = if h == 0.0 { 0.0 } else { (t - t0) / h };
-        let h00 = (1.0 + 2.0 * s) * (1.0 - s) * (1.0 - s);
-        let h10 = s * (1.0 - s) * (1.0 - s);
-        let h01 = s * s * (3.0 - 2.0 * s);
-        let h11 = s * s * (s - 1.0);
-        self.zs[i]
-            .iter()
-            .enumerate()
-            .map(|(c, z0)| {
-                let mut out = z0.clone();
-                out.scale(E::from_f64(h00));
-                out.axpy(E::from_f64(h10 * h), &self.fs[i][c]);
-                out.axpy(E::from_f64(h01), &self.zs[i + 1][c]);
-                out.axpy(E::from_f64(h11 * h), &self.fs[i + 1][c]);
-                out
-            })
-            .collect()
+        let theta = if h == 0.0 { 0.0 } else { (t - t0) / h };
+        let mut out = alloc_like(&self.zs[i]);
+        hermite(
+            &self.zs[i],
+            &self.zs[i + 1],
+            &self.fs[i],
+            &self.fs[i + 1],
+            E::from_f64(h),
+            theta,
+            &mut out,
+        );
+        out
     }
 }
 
 /// The adjoint `[a, a_θ]` with `z(t)` read from an interpolant of a forward re-solve.
 struct InterpolatedAdjoint<E: Element> {
     f: Rc<dyn Dynamics<E>>,
-    z: Hermite<E>,
+    z: Trajectory<E>,
     n_state: usize,
     with_params: bool,
 }
@@ -198,43 +198,13 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
     let wrap =
         |e: OdeError| autodiff::Error::new("odeint (checkpointed adjoint of the backward pass)", e);
     let theta: Vec<Tensor<E>> = x[c..c + p].iter().map(|v| v.value()).collect();
-    let cot = |k: usize| -> Vec<Option<Tensor<E>>> {
-        if k == 0 {
-            vec![None; c]
-        } else {
-            g[(k - 1) * c..k * c]
-                .iter()
-                .map(|o| o.map(|v| v.value()))
-                .collect()
-        }
-    };
-    let mut grads: Vec<Option<Var<'t, E>>> = vec![None; x.len()];
-    if node.time_vars {
-        for k in 1..n {
-            if needs[c + p + k] {
-                let ck: Vec<Option<Var<'t, E>>> = g[(k - 1) * c..k * c].to_vec();
-                grads[c + p + k] = node
-                    .dot_f(x, &node.state(x, y, k), k, &ck)?
-                    .map(|v| v.detach());
-            }
-        }
-    }
-    let need_theta = needs[c..c + p].iter().any(|&b| b);
+    let vjp = Cotangents::new(node, x, y, g, needs);
+    let need_theta = vjp.need_theta();
     let pp = if need_theta { p } else { 0 };
-    let last_state: Vec<Tensor<E>> = node.state(x, y, n - 1).iter().map(|v| v.value()).collect();
-    let mut a: Vec<Tensor<E>> = cot(n - 1)
-        .into_iter()
-        .zip(&last_state)
-        .map(|(g, z)| g.unwrap_or_else(|| Tensor::zeros(z.rows(), z.cols())))
-        .collect();
-    let mut a_theta: Vec<Tensor<E>> = theta[..pp]
-        .iter()
-        .map(|t| Tensor::zeros(t.rows(), t.cols()))
-        .collect();
-    let mut adj_opts = adjoint_options(&node.opts, 0, pp);
+    let mut adj_opts = adjoint_options(&node.opts, 0, pp).solve;
     // The adjoint state is [a, a_θ]: error control on a (all true) and a_θ (unless seminorm).
     let mut flags = vec![true; c];
-    flags.extend(std::iter::repeat_n(!node.opts.seminorm, pp));
+    flags.extend(std::iter::repeat_n(!node.opts.adjoint.seminorm, pp));
     adj_opts = adj_opts.error_channels(flags);
     let per = (saved.checkpoints.len() - 1) / (n - 1).max(1);
     let mut bstats = Stats::default();
@@ -246,7 +216,10 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
         need_theta,
         split: per.max(2),
     };
-    for k in (1..n).rev() {
+    // Each interval is `per` checkpoint segments, pulled back on plain values.
+    let grads = vjp.run(false, |_k, a, a_theta| {
+        let mut av: Vec<Tensor<E>> = a.iter().map(|v| v.value()).collect();
+        let mut atv: Vec<Tensor<E>> = a_theta.iter().map(|v| v.value()).collect();
         for _ in 0..per {
             let (ta, za) = &saved.checkpoints[seg - 1];
             let (tb, _) = &saved.checkpoints[seg];
@@ -255,46 +228,27 @@ pub(crate) fn checkpointed_vjp<'t, E: Element>(
                 za,
                 *tb,
                 saved.seg_steps[seg - 1],
-                &mut a,
-                &mut a_theta,
+                &mut av,
+                &mut atv,
                 &mut bstats,
             )
             .map_err(wrap)?;
             seg -= 1;
         }
-        if k > 1 {
-            for (ac, gc) in a.iter_mut().zip(cot(k - 1)) {
-                if let Some(gc) = gc {
-                    ac.axpy(E::ONE, &gc);
-                }
-            }
-        }
-    }
+        *a = av.into_iter().map(|v| tape.constant(v)).collect();
+        *a_theta = atv.into_iter().map(|v| tape.constant(v)).collect();
+        Ok(())
+    })?;
     node.ctx.stats.add_solve(node.ctx.depth + 1, bstats);
-    if node.time_vars && needs[c + p] {
-        let av: Vec<Option<Var<'t, E>>> =
-            a.iter().map(|v| Some(tape.constant(v.clone()))).collect();
-        grads[c + p] = node.dot_f(x, &x[..c], 0, &av)?.map(|v| (-v).detach());
-    }
-    for (i, ai) in a.into_iter().enumerate() {
-        if needs[i] {
-            grads[i] = Some(tape.constant(ai));
-        }
-    }
-    for (i, gi) in a_theta.into_iter().enumerate() {
-        if needs[c + i] {
-            grads[c + i] = Some(tape.constant(gi));
-        }
-    }
     Ok(grads)
 }
 
-fn is_fixed<E: Element>(opts: &Options<E>) -> bool {
+fn is_fixed<E: Element>(opts: &SolveOptions<E>) -> bool {
     !matches!(opts.stepping, Stepping::Adaptive)
 }
 
 /// `n` fixed steps per save interval become `⌈n / k⌉` per checkpoint segment.
-fn divide_steps<E: Element>(o: Options<E>, k: usize) -> Options<E> {
+fn divide_steps<E: Element>(o: SolveOptions<E>, k: usize) -> SolveOptions<E> {
     match o.stepping {
         Stepping::Steps(n) => o.stepping(Stepping::Steps(n.div_ceil(k).max(1))),
         _ => o,
@@ -308,7 +262,7 @@ const LEAF_STEPS: usize = 16;
 struct Backward<'a, E: Element> {
     node: &'a Node<E>,
     theta: &'a [Tensor<E>],
-    adj_opts: &'a Options<E>,
+    adj_opts: &'a SolveOptions<E>,
     need_theta: bool,
     /// Sub-segments per split.
     split: usize,
@@ -352,7 +306,7 @@ impl<E: Element> Backward<'_, E> {
         if fixed {
             // Equal steps inside the segment, as the forward pass took them.
             for (j, &c) in counts.iter().enumerate() {
-                let o = self.node.opts.clone().stepping(Stepping::Steps(c));
+                let o = self.node.opts.solve.clone().stepping(Stepping::Steps(c));
                 let sol = solve(
                     &*self.node.f,
                     &subs[j],
@@ -398,9 +352,9 @@ impl<E: Element> Backward<'_, E> {
         let node = self.node;
         let fixed = is_fixed(&node.opts);
         let fwd = if fixed {
-            node.opts.clone().stepping(Stepping::Steps(steps))
+            node.opts.solve.clone().stepping(Stepping::Steps(steps))
         } else {
-            node.opts.clone()
+            node.opts.solve.clone()
         };
         let sol = solve(
             &*node.f,
@@ -420,7 +374,7 @@ impl<E: Element> Backward<'_, E> {
             .map(|(t, z)| eval_f(&*node.f, *t, z, self.theta))
             .collect();
         stats.nfe += grid.len();
-        let interp = Hermite {
+        let interp = Trajectory {
             ts: grid.iter().map(|t| t.to_f64()).collect(),
             zs,
             fs,

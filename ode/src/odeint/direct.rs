@@ -12,7 +12,9 @@ use autodiff::{Element, Tape, Tensor, Var};
 use super::node::eval_isolated;
 use super::stats::{OdeStats, FORWARD};
 use super::types::{OdeSolution, Times};
-use crate::{solve, Dynamics, OdeError, Options, Stats, Tableau};
+use crate::options::SolveOptions;
+use crate::tableau::{terms, Tableau};
+use crate::{solve, Dynamics, OdeError, Options, Stats};
 
 pub(crate) fn odeint_direct<'t, E: Element>(
     tape: &'t Tape<E>,
@@ -52,7 +54,7 @@ pub(crate) fn odeint_direct<'t, E: Element>(
             &zv,
             &theta_vals,
             &[tv[k - 1], tv[k]],
-            &opts.clone().record_steps(true),
+            &opts.solve.clone().record_steps(true),
         )
         .map_err(wrap)?;
         total += sol.stats;
@@ -109,11 +111,11 @@ fn rk_step<'t, E: Element>(
         None => eval_isolated(f, t, z, params)?,
     });
     for i in 1..s {
-        let zi = combine(z, h, &ks, |j| tab.a[i][j]);
+        let zi = combine(z, h, &ks, tab.a[i]);
         let ti = t + h * E::from_f64(tab.c[i]);
         ks.push(eval_isolated(f, ti, &zi, params)?);
     }
-    let znew = combine(z, h, &ks, |j| tab.b[j]);
+    let znew = combine(z, h, &ks, tab.b);
     let last = ks.pop().expect("at least one stage");
     Ok((znew, last))
 }
@@ -127,7 +129,7 @@ fn rk_step<'t, E: Element>(
 fn check_replay<'t, E: Element>(
     replay: &[Var<'t, E>],
     solved: &[Tensor<E>],
-    opts: &Options<E>,
+    opts: &SolveOptions<E>,
     t: E,
 ) -> Result<(), OdeError> {
     let (rtol, atol) = (opts.rtol.to_f64(), opts.atol.to_f64());
@@ -161,25 +163,24 @@ fn check_replay<'t, E: Element>(
     }
     Ok(())
 }
-/// `z + h Σ_j w(j) k_j` per channel, skipping zero weights.
+
+/// `z + h Σ_j w_j k_j` per channel over the [`terms`] of `w`, recorded on the tape (the sum
+/// first, then one product with the variable step `h`).
 fn combine<'t, E: Element>(
     z: &[Var<'t, E>],
     h: Var<'t, E>,
     ks: &[Vec<Var<'t, E>>],
-    w: impl Fn(usize) -> f64,
+    w: &[f64],
 ) -> Vec<Var<'t, E>> {
     (0..z.len())
         .map(|c| {
             let mut acc: Option<Var<'t, E>> = None;
-            for (j, k) in ks.iter().enumerate() {
-                let wj = w(j);
-                if wj != 0.0 {
-                    let term = k[c] * E::from_f64(wj);
-                    acc = Some(match acc {
-                        None => term,
-                        Some(a) => a + term,
-                    });
-                }
+            for (j, wj) in terms(w) {
+                let term = ks[j][c] * E::from_f64(wj);
+                acc = Some(match acc {
+                    None => term,
+                    Some(a) => a + term,
+                });
             }
             match acc {
                 Some(a) => z[c] + h * a,

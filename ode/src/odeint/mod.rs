@@ -6,8 +6,9 @@
 //! `odeint` calls on the same tape, so derivatives of any order pass through a solve.
 //!
 //! Files: [`types`] and [`stats`] hold what a call takes and returns, [`node`] what the
-//! derivative rules know of a node, [`systems`] the adjoint and sensitivity dynamics; the
-//! strategies are [`backsolve`], [`checkpointed`] and [`direct`], the JVP is [`sensitivity`].
+//! derivative rules know of a node, [`systems`] the adjoint and sensitivity dynamics, [`vjp`] the
+//! VJP skeleton the adjoint strategies share; the strategies are [`backsolve`],
+//! [`checkpointed`] and [`direct`], the JVP is [`sensitivity`].
 
 mod backsolve;
 mod checkpointed;
@@ -17,12 +18,14 @@ mod sensitivity;
 mod stats;
 mod systems;
 mod types;
+mod vjp;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use autodiff::{CustomOp, Element, Tape, Tensor, Var};
 
+use crate::options::Adjoint;
 use crate::solve::check_times;
 use crate::{solve, Dynamics, OdeError, Options};
 use checkpointed::Saved;
@@ -31,36 +34,6 @@ use stats::Counted;
 pub use stats::OdeStats;
 use types::Context;
 pub use types::{OdeSolution, Times};
-
-/// How the VJP (reverse-mode derivative) of a solve is computed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Adjoint {
-    /// Chen et al. 2018, Algorithm 1: the augmented state `[z, a, ∂L/∂θ]` integrated backwards
-    /// from each save time to the previous one, `z` reset to its stored forward value at every
-    /// save time. Memory does not grow with the number of steps, and the VJP is itself an
-    /// `odeint` call, so it can be differentiated again.
-    #[default]
-    Backsolve,
-    /// Checkpoints stored on the forward pass (`checkpoints` per save interval, evenly spaced in
-    /// time). The backward pass re-solves each segment forward from its checkpoint and
-    /// integrates `[a, ∂L/∂θ]` backwards against a cubic Hermite interpolant of that re-solve,
-    /// so `z` is never reconstructed backwards: stable for dynamics that are not reversible in
-    /// practice. A segment of more than a few steps is first split the same way, recursively
-    /// (Griewank 1992's recursive checkpointing), so memory holds `checkpoints` states per
-    /// level and a short trajectory, not the whole solve. Gives first derivatives only (a
-    /// request for a differentiable VJP is an error; use `Backsolve` or `Direct` for higher
-    /// order).
-    /// With `Stepping::Steps(n)`, each checkpoint segment takes `⌈n / checkpoints⌉` steps.
-    Checkpointed {
-        /// Checkpoints per save interval (at least 1).
-        checkpoints: usize,
-    },
-    /// Discretise-then-optimise: the solver's accepted steps are replayed with tape operations,
-    /// so the gradient is the exact derivative of the discrete solution (step sizes held
-    /// fixed). Memory grows with the number of steps; the reference the others are checked
-    /// against.
-    Direct,
-}
 
 /// Solves `dz/dt = f(t, z; θ)` from `z0` at `times[0]` and returns the state at every save time,
 /// recorded as ONE node on `tape` (or, with [`Adjoint::Direct`], as the solver's steps).
@@ -100,17 +73,13 @@ pub fn odeint<'t, E: Element>(
     // before the Checkpointed strategy divides the intervals into segments).
     check_times(&tv).map_err(wrap)?;
     opts.validate(z0.len()).map_err(wrap)?;
-    if let Adjoint::Checkpointed { checkpoints: 0 } = opts.adjoint {
-        return Err(wrap(OdeError::InvalidOptions(
-            "Checkpointed adjoint needs at least one checkpoint per interval".into(),
-        )));
-    }
+    opts.adjoint.validate().map_err(wrap)?;
     let stats = OdeStats::default();
     let f: Rc<dyn Dynamics<E>> = Rc::new(Counted {
         f: f.clone(),
         stats: stats.clone(),
     });
-    if opts.adjoint == Adjoint::Direct {
+    if opts.adjoint.strategy == Adjoint::Direct {
         return direct::odeint_direct(tape, &f, z0, params, &times, opts, stats);
     }
     let ctx = Context {
@@ -180,7 +149,7 @@ impl<E: Element> CustomOp<E> for OdeintOp<E> {
         let stats = &self.node.ctx.stats;
         let phase = self.node.ctx.depth;
         let _phase = stats.enter(phase);
-        let outs: Vec<Tensor<E>> = match self.node.opts.adjoint {
+        let outs: Vec<Tensor<E>> = match self.node.opts.adjoint.strategy {
             Adjoint::Checkpointed { checkpoints } => {
                 let fwd = checkpointed::forward_with_checkpoints(
                     &*self.node.f,
@@ -219,7 +188,7 @@ impl<E: Element> CustomOp<E> for OdeintOp<E> {
         needs: &[bool],
     ) -> autodiff::Result<Vec<Option<Var<'t, E>>>> {
         let _phase = self.node.ctx.stats.enter(self.node.ctx.depth + 1);
-        match self.node.opts.adjoint {
+        match self.node.opts.adjoint.strategy {
             Adjoint::Checkpointed { .. } => {
                 if x[0].tape().creates_graph() {
                     return Err(autodiff::Error::new(

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use autodiff::{Element, Tape, Var};
 
-use super::Adjoint;
+use crate::options::{Adjoint, SolveOptions};
 use crate::{Dynamics, Options};
 
 /// The adjoint system of Chen et al. 2018 (Algorithm 1), state `[z, a, a_θ]`:
@@ -89,26 +89,26 @@ pub(crate) fn adjoint_options<E: Element>(
     n_params: usize,
 ) -> Options<E> {
     let mut o = opts.adjoint_solver_options();
-    let z_flags = channel_flags(opts, n_state);
-    let mut flags = z_flags.clone();
+    let mut flags = channel_flags(&opts.solve, n_state);
     flags.extend(std::iter::repeat_n(true, n_state));
-    flags.extend(std::iter::repeat_n(!opts.seminorm, n_params));
-    o = o.error_channels(flags);
-    o.adjoint = Adjoint::Backsolve;
+    flags.extend(std::iter::repeat_n(!opts.adjoint.seminorm, n_params));
+    o.solve.error_channels = Some(flags);
+    o.adjoint.strategy = Adjoint::Backsolve;
     o
 }
 
 /// Options of the sensitivity solve: `z` channels as the user set them, tangents controlled.
 pub(crate) fn sensitivity_options<E: Element>(opts: &Options<E>, n_state: usize) -> Options<E> {
-    let mut flags = channel_flags(opts, n_state);
+    let mut flags = channel_flags(&opts.solve, n_state);
     flags.extend(std::iter::repeat_n(true, n_state));
-    let mut o = opts.clone().error_channels(flags);
-    o.adjoint = Adjoint::Backsolve;
+    let mut o = opts.clone();
+    o.solve.error_channels = Some(flags);
+    o.adjoint.strategy = Adjoint::Backsolve;
     o
 }
 
 /// The user's error-control flags for the state channels (all on when unset).
-pub(crate) fn channel_flags<E: Element>(opts: &Options<E>, n_state: usize) -> Vec<bool> {
+pub(crate) fn channel_flags<E: Element>(opts: &SolveOptions<E>, n_state: usize) -> Vec<bool> {
     opts.error_channels
         .clone()
         .unwrap_or_else(|| vec![true; n_state])

@@ -3,23 +3,15 @@
 
 use autodiff::{Element, Tensor};
 
+use super::controller::StepControl;
 use super::evaluator::Evaluator;
 use super::initial_step::initial_step;
 use super::norm::ErrorNorm;
 use super::state::{alloc_like, finite};
 use super::stepper::{Outcome, Stepper};
 use super::Output;
-use crate::{OdeError, Options};
-
-/// Constants of the step-size controller.
-///
-/// PI control `h_new = h · safety · err^(−α) · err_prev^β` with `α = 0.7/k`, `β = 0.4/k`,
-/// `k = q + 1` the exponent of the error estimate (Gustafsson 1991; Hairer & Wanner 1996,
-/// Section IV.2), after a rejection pure I control `safety · err^(−1/k)` and no growth for
-/// the next step; factors clamped to `[0.2, 10]`, safety 0.9.
-pub(super) const SAFETY: f64 = 0.9;
-pub(super) const FAC_MIN: f64 = 0.2;
-pub(super) const FAC_MAX: f64 = 10.0;
+use crate::options::SolveOptions;
+use crate::OdeError;
 
 /// Adaptive stepping over `[times[0], times[last]]` with dense output at the save times.
 pub(super) fn adaptive<E: Element>(
@@ -27,7 +19,7 @@ pub(super) fn adaptive<E: Element>(
     st: &mut dyn Stepper<E>,
     z0: &[Tensor<E>],
     times: &[E],
-    opts: &Options<E>,
+    opts: &SolveOptions<E>,
     norm: &ErrorNorm,
     out: &mut Output<E>,
 ) -> Result<(), OdeError> {
@@ -37,8 +29,7 @@ pub(super) fn adaptive<E: Element>(
     let span = (t_end - t0).to_f64().abs();
     let max_step = opts.max_step.map_or(f64::INFINITY, |h| h.to_f64());
     let min_step = opts.min_step.to_f64();
-    let k = st.error_exponent();
-    let (alpha, beta) = (0.7 / k, 0.4 / k);
+    let mut control = StepControl::new(&opts.controller, st.error_exponent());
 
     let mut y = z0.to_vec();
     let mut t = t0;
@@ -54,8 +45,6 @@ pub(super) fn adaptive<E: Element>(
     };
     let mut next = 1usize;
     let mut attempted = 0usize;
-    let mut err_prev = 1.0f64;
-    let mut rejected_last = false;
     let mut interp = alloc_like(z0);
     let dense_ok = st.dense_ok();
     while next < times.len() {
@@ -93,7 +82,7 @@ pub(super) fn adaptive<E: Element>(
             }
             Outcome::NewtonFailed => {
                 out.stats.rejected += 1;
-                rejected_last = true;
+                control.failed();
                 h = h_step * 0.5;
                 if h < min_step || t + E::from_f64(dir * h) == t || h <= 1e-14 * span {
                     return Err(OdeError::NewtonDiverged {
@@ -126,24 +115,17 @@ pub(super) fn adaptive<E: Element>(
             if out.record_states {
                 out.step_states.push(y.clone());
             }
-            let mut fac = SAFETY * err.max(1e-10).powf(-alpha) * err_prev.powf(beta);
-            fac = fac.clamp(FAC_MIN, FAC_MAX);
-            if rejected_last {
-                fac = fac.min(1.0);
-            }
-            err_prev = err.max(1e-4);
-            rejected_last = false;
+            out.stats.error_sum += err;
+            let fac = control.accepted(err);
             // A step shortened to hit a save time does not shrink the next one.
             h = if last && h_step < h {
-                (h_step * fac).max(h.min(h_step * FAC_MAX))
+                (h_step * fac).max(h.min(h_step * control.factormax()))
             } else {
                 h_step * fac
             };
         } else {
             out.stats.rejected += 1;
-            rejected_last = true;
-            let fac = (SAFETY * err.powf(-1.0 / k)).clamp(FAC_MIN, 1.0);
-            h = h_step * fac;
+            h = h_step * control.rejected(err);
             if h < min_step || t + E::from_f64(dir * h) == t {
                 return Err(OdeError::StepSizeUnderflow {
                     t: t.to_f64(),

@@ -6,7 +6,8 @@ use super::evaluator::Evaluator;
 use super::norm::ErrorNorm;
 use super::stepper::{Outcome, Stepper};
 use super::Output;
-use crate::{OdeError, Options};
+use crate::options::SolveOptions;
+use crate::OdeError;
 
 /// Fixed steps: `count(Δt)` equal steps between consecutive save times.
 #[allow(clippy::too_many_arguments)]
@@ -16,7 +17,7 @@ pub(super) fn fixed<E: Element>(
     z0: &[Tensor<E>],
     times: &[E],
     count: impl Fn(f64) -> usize,
-    opts: &Options<E>,
+    opts: &SolveOptions<E>,
     norm: &ErrorNorm,
     out: &mut Output<E>,
 ) -> Result<(), OdeError> {

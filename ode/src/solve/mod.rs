@@ -4,9 +4,11 @@
 //! arithmetic on lists of channels, [`norm`] measures errors, [`hermite`] interpolates, the
 //! steppers ([`erk`] for explicit tableaux, [`sdirk`] for the Newton-solved implicit ones)
 //! attempt single steps behind the [`stepper`] interface, and the drivers ([`fixed`] and
-//! [`adaptive`], which starts from [`initial_step`]) walk the save times.
+//! [`adaptive`], which starts from [`initial_step`] and sizes its steps with the
+//! [`controller`]) walk the save times.
 
 mod adaptive;
+mod controller;
 mod erk;
 mod evaluator;
 mod fixed;
@@ -21,8 +23,8 @@ use std::ops::AddAssign;
 
 use autodiff::{Element, Tape, Tensor, Var};
 
-use crate::options::{Scheme, Stepping};
-use crate::{Dynamics, OdeError, Options};
+use crate::options::{Scheme, SolveOptions, Stepping};
+use crate::{Dynamics, OdeError};
 use adaptive::adaptive;
 use erk::Erk;
 use evaluator::Evaluator;
@@ -52,6 +54,21 @@ pub struct Stats {
     pub newton_iters: usize,
     /// Signed size of the last accepted step (0 if none).
     pub last_step: f64,
+    /// Sum of the scaled error norms of the accepted adaptive steps (0 for fixed steps); see
+    /// [`Stats::mean_error`].
+    pub error_sum: f64,
+}
+
+impl Stats {
+    /// The mean scaled error norm of the accepted adaptive steps: where the step-size
+    /// controller settles (1 is the tolerance). 0 without accepted adaptive steps.
+    pub fn mean_error(&self) -> f64 {
+        if self.accepted == 0 {
+            0.0
+        } else {
+            self.error_sum / self.accepted as f64
+        }
+    }
 }
 
 impl AddAssign for Stats {
@@ -64,6 +81,7 @@ impl AddAssign for Stats {
         self.njvp += rhs.njvp;
         self.linear_solves += rhs.linear_solves;
         self.newton_iters += rhs.newton_iters;
+        self.error_sum += rhs.error_sum;
         if rhs.last_step != 0.0 {
             self.last_step = rhs.last_step;
         }
@@ -81,10 +99,10 @@ pub struct Solution<E: Element> {
     /// Counters.
     pub stats: Stats,
     /// End times of the accepted steps, in order; filled only with
-    /// [`Options::record_steps`].
+    /// [`SolveOptions::record_steps`].
     pub steps: Vec<E>,
     /// The state at the end of each accepted step (matching `steps`); filled only with
-    /// [`Options::record_step_states`].
+    /// [`SolveOptions::record_step_states`].
     pub step_states: Vec<Vec<Tensor<E>>>,
 }
 
@@ -126,7 +144,7 @@ pub fn solve<E: Element>(
     z0: &[Tensor<E>],
     params: &[Tensor<E>],
     times: &[E],
-    opts: &Options<E>,
+    opts: &SolveOptions<E>,
 ) -> Result<Solution<E>, OdeError> {
     opts.validate(z0.len())?;
     check_times(times)?;

@@ -2,7 +2,7 @@
 
 use autodiff::{Element, Tensor};
 
-use crate::Options;
+use crate::options::SolveOptions;
 
 /// The error norm the steppers measure their error estimates with (and the Newton iteration
 /// takes its tolerances from): `rtol`, `atol` and the channels that take part.
@@ -14,7 +14,7 @@ pub(super) struct ErrorNorm {
 }
 
 impl ErrorNorm {
-    pub(super) fn new<E: Element>(o: &Options<E>, channels: usize) -> Self {
+    pub(super) fn new<E: Element>(o: &SolveOptions<E>, channels: usize) -> Self {
         ErrorNorm {
             rtol: o.rtol.to_f64(),
             atol: o.atol.to_f64(),

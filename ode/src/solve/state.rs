@@ -2,13 +2,15 @@
 
 use autodiff::{Element, Tensor};
 
-pub(super) fn alloc_like<E: Element>(z: &[Tensor<E>]) -> Vec<Tensor<E>> {
+use crate::tableau::terms;
+
+pub(crate) fn alloc_like<E: Element>(z: &[Tensor<E>]) -> Vec<Tensor<E>> {
     z.iter()
         .map(|c| Tensor::zeros(c.rows(), c.cols()))
         .collect()
 }
 
-/// `out = y + h Σ_j w_j k_j` (terms with `w_j = 0` are skipped).
+/// `out = y + h Σ_j w_j k_j` over the [`terms`] of `w`.
 pub(super) fn combine<E: Element>(
     out: &mut [Tensor<E>],
     y: &[Tensor<E>],
@@ -18,15 +20,13 @@ pub(super) fn combine<E: Element>(
 ) {
     for (ch, o) in out.iter_mut().enumerate() {
         o.copy_from(&y[ch]);
-        for (j, &wj) in w.iter().enumerate() {
-            if wj != 0.0 {
-                o.axpy(h * E::from_f64(wj), &k[j][ch]);
-            }
+        for (j, wj) in terms(w) {
+            o.axpy(h * E::from_f64(wj), &k[j][ch]);
         }
     }
 }
 
-/// `out = h Σ_j w_j k_j`.
+/// `out = h Σ_j w_j k_j` over the [`terms`] of `w`.
 pub(super) fn combine_diff<E: Element>(
     out: &mut [Tensor<E>],
     h: E,
@@ -35,10 +35,8 @@ pub(super) fn combine_diff<E: Element>(
 ) {
     for (ch, o) in out.iter_mut().enumerate() {
         o.fill(E::ZERO);
-        for (j, &wj) in w.iter().enumerate() {
-            if wj != 0.0 {
-                o.axpy(h * E::from_f64(wj), &k[j][ch]);
-            }
+        for (j, wj) in terms(w) {
+            o.axpy(h * E::from_f64(wj), &k[j][ch]);
         }
     }
 }

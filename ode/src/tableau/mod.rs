@@ -21,6 +21,16 @@ pub use explicit::{BOSH3, DOPRI5, EULER, HEUN, MIDPOINT, RK4, TSIT5};
 pub use implicit::{IMPLICIT_EULER, SDIRK2};
 pub use order_conditions::{order_residual, tree_counts, MAX_CHECKED_ORDER};
 
+/// The terms `(j, w_j)` that enter a stage combination `Σ_j w_j k_j` with the weights `w` (a
+/// row of `a`, the weights `b`, error or dense-output weights): those with a nonzero weight.
+///
+/// The explicit stepper combines plain values and the `Direct` strategy replays the same
+/// steps with tape variables; the arithmetic is type-specific, but both take their terms from
+/// here, so the replay cannot combine other stages than the step it replays.
+pub(crate) fn terms(w: &[f64]) -> impl Iterator<Item = (usize, f64)> + '_ {
+    w.iter().copied().enumerate().filter(|&(_, wj)| wj != 0.0)
+}
+
 /// An explicit Runge–Kutta method with an optional embedded pair and continuous extension.
 ///
 /// Stage `i` is `k_i = f(t + c_i h, y + h Σ_{j<i} a_ij k_j)` and the step is

@@ -1,146 +1,23 @@
-//! Solver choice and settings: [`Method`], [`Stepping`] and the [`Options`] builder.
-
-use std::fmt;
+//! The settings of a plain solve: method, stepping, tolerances, error channels, recording.
 
 use autodiff::Element;
 
-use crate::odeint::Adjoint;
-use crate::tableau::{self, SdirkTableau, Tableau};
+use super::controller::Controller;
+use super::method::{Method, Stepping};
 use crate::OdeError;
 
-/// The integration method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// Forward Euler, order 1 (fixed step only).
-    Euler,
-    /// Explicit midpoint, order 2 (fixed step only).
-    Midpoint,
-    /// Heun (explicit trapezoid), order 2 (fixed step only).
-    Heun,
-    /// Classical Runge–Kutta, order 4 (fixed step only).
-    Rk4,
-    /// Bogacki–Shampine 3(2).
-    Bosh3,
-    /// Dormand–Prince 5(4) with its fourth-order dense output.
-    Dopri5,
-    /// Tsitouras 5(4).
-    Tsit5,
-    /// Dormand–Prince 8(5) (the DOP853 tableau with its fifth-order error estimate).
-    Dopri8,
-    /// Implicit Euler, L-stable, order 1.
-    ImplicitEuler,
-    /// Alexander's L-stable two-stage SDIRK, order 2.
-    Sdirk2,
-}
-
-/// Which tableau a method runs.
-#[derive(Clone, Copy, Debug)]
-pub enum Scheme {
-    /// An explicit Runge–Kutta method.
-    Explicit(&'static Tableau),
-    /// A singly diagonally implicit method solved by Newton iterations.
-    Implicit(&'static SdirkTableau),
-}
-
-impl Method {
-    /// Every method, explicit ones first.
-    pub const ALL: [Method; 10] = [
-        Method::Euler,
-        Method::Midpoint,
-        Method::Heun,
-        Method::Rk4,
-        Method::Bosh3,
-        Method::Dopri5,
-        Method::Tsit5,
-        Method::Dopri8,
-        Method::ImplicitEuler,
-        Method::Sdirk2,
-    ];
-
-    /// The tableau this method runs.
-    pub fn scheme(self) -> Scheme {
-        match self {
-            Method::Euler => Scheme::Explicit(&tableau::EULER),
-            Method::Midpoint => Scheme::Explicit(&tableau::MIDPOINT),
-            Method::Heun => Scheme::Explicit(&tableau::HEUN),
-            Method::Rk4 => Scheme::Explicit(&tableau::RK4),
-            Method::Bosh3 => Scheme::Explicit(&tableau::BOSH3),
-            Method::Dopri5 => Scheme::Explicit(&tableau::DOPRI5),
-            Method::Tsit5 => Scheme::Explicit(&tableau::TSIT5),
-            Method::Dopri8 => Scheme::Explicit(&tableau::DOPRI8),
-            Method::ImplicitEuler => Scheme::Implicit(&tableau::IMPLICIT_EULER),
-            Method::Sdirk2 => Scheme::Implicit(&tableau::SDIRK2),
-        }
-    }
-
-    /// The explicit tableau, or `None` for the implicit methods.
-    pub fn tableau(self) -> Option<&'static Tableau> {
-        match self.scheme() {
-            Scheme::Explicit(t) => Some(t),
-            Scheme::Implicit(_) => None,
-        }
-    }
-
-    /// Order of the propagated solution.
-    pub fn order(self) -> usize {
-        match self.scheme() {
-            Scheme::Explicit(t) => t.order,
-            Scheme::Implicit(t) => t.order,
-        }
-    }
-
-    /// Order `q` of the error estimate (it behaves like `h^(q+1)`), `None` if the method
-    /// has none and can only take fixed steps.
-    pub fn error_order(self) -> Option<usize> {
-        match self.scheme() {
-            Scheme::Explicit(t) => t.error_order,
-            Scheme::Implicit(t) => Some(t.error_order),
-        }
-    }
-
-    /// `true` for the implicit (Newton-solved) methods.
-    pub fn is_implicit(self) -> bool {
-        matches!(self.scheme(), Scheme::Implicit(_))
-    }
-
-    /// Short name ("dopri5").
-    pub fn name(self) -> &'static str {
-        match self.scheme() {
-            Scheme::Explicit(t) => t.name,
-            Scheme::Implicit(t) => t.name,
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// How steps are chosen.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Stepping<E> {
-    /// Adaptive steps from the embedded error estimate and the PI controller; save times in
-    /// between steps come from dense output.
-    Adaptive,
-    /// Exactly `n` equal steps between consecutive save times (no interpolation).
-    Steps(usize),
-    /// Steps of size at most `h`: each interval between consecutive save times is divided
-    /// into `⌈|Δt| / h⌉` equal steps, so every save time is hit exactly.
-    StepSize(E),
-}
-
-/// Solver settings, built with [`Options::dopri5`], [`Options::fixed`], … and chained setters.
+/// The settings of [`solve`](crate::solve): method, stepping, tolerances, step bounds, error
+/// channels and recording. [`Options`](crate::Options) combines them with the adjoint's
+/// settings for [`odeint`](crate::odeint()); a plain solve reads only these.
 ///
 /// ```
-/// use ode::{Method, Options};
-/// let opts = Options::<f64>::dopri5(1e-6, 1e-8).max_steps(10_000).error_channels(vec![true, false]);
-/// let fixed = Options::<f64>::fixed(Method::Rk4, 20);
+/// use ode::{Method, SolveOptions};
+/// let opts = SolveOptions::<f64>::dopri5(1e-6, 1e-8).max_steps(10_000);
+/// let fixed = SolveOptions::<f64>::fixed(Method::Rk4, 20);
 /// # let _ = (opts, fixed);
 /// ```
 #[derive(Clone, Debug)]
-pub struct Options<E> {
+pub struct SolveOptions<E> {
     /// The method.
     pub method: Method,
     /// Adaptive or fixed steps.
@@ -167,21 +44,15 @@ pub struct Options<E> {
     /// Also record the state at the end of every accepted step in
     /// [`Solution::step_states`](crate::Solution::step_states) (implies `record_steps`).
     pub record_step_states: bool,
-    /// How [`odeint`](crate::odeint)'s VJP is computed (plain [`solve`](crate::solve) ignores it).
-    pub adjoint: Adjoint,
-    /// Leave the parameter-gradient channels of the adjoint out of its error control
-    /// (Kidger, Chen & Lyons 2021, "Hey, that's not an ODE"): fewer backward steps, same
-    /// accuracy of the state and adjoint.
-    pub seminorm: bool,
-    /// Separate solver settings for the adjoint and sensitivity solves; `None` reuses these.
-    pub adjoint_options: Option<Box<Options<E>>>,
+    /// How adaptive steps are chosen from the error estimates ([`Controller::pi`] unless set).
+    pub controller: Controller,
 }
 
-impl<E: Element> Options<E> {
+impl<E: Element> SolveOptions<E> {
     /// Adaptive stepping with `method` and the defaults rtol = 1e-7, atol = 1e-9,
     /// max_steps = 100 000.
     pub fn new(method: Method) -> Self {
-        Options {
+        SolveOptions {
             method,
             stepping: Stepping::Adaptive,
             rtol: E::from_f64(1e-7),
@@ -193,9 +64,7 @@ impl<E: Element> Options<E> {
             error_channels: None,
             record_steps: false,
             record_step_states: false,
-            adjoint: Adjoint::Backsolve,
-            seminorm: false,
-            adjoint_options: None,
+            controller: Controller::default(),
         }
     }
 
@@ -301,37 +170,10 @@ impl<E: Element> Options<E> {
         self
     }
 
-    /// The strategy of [`odeint`](crate::odeint)'s VJP.
-    pub fn adjoint(mut self, adjoint: Adjoint) -> Self {
-        self.adjoint = adjoint;
+    /// Sets the step-size controller of adaptive solves.
+    pub fn controller(mut self, controller: Controller) -> Self {
+        self.controller = controller;
         self
-    }
-
-    /// Seminorm error control of the adjoint's parameter-gradient channels.
-    pub fn seminorm(mut self, on: bool) -> Self {
-        self.seminorm = on;
-        self
-    }
-
-    /// Separate method, stepping and tolerances for the adjoint and sensitivity solves (its
-    /// error channels, adjoint and seminorm settings are ignored).
-    pub fn adjoint_solver(mut self, opts: Options<E>) -> Self {
-        self.adjoint_options = Some(Box::new(opts));
-        self
-    }
-
-    /// The settings the adjoint and sensitivity solves start from.
-    pub(crate) fn adjoint_solver_options(&self) -> Options<E> {
-        match &self.adjoint_options {
-            Some(o) => Options {
-                adjoint_options: None,
-                ..(**o).clone()
-            },
-            None => Options {
-                adjoint_options: None,
-                ..self.clone()
-            },
-        }
     }
 
     /// Checks the settings against a state of `channels` channels.
@@ -372,6 +214,7 @@ impl<E: Element> Options<E> {
         }
         match self.stepping {
             Stepping::Adaptive => {
+                self.controller.validate()?;
                 if self.method.error_order().is_none() {
                     return bad(format!(
                         "{} has no error estimate: use Options::fixed or Options::fixed_step",
