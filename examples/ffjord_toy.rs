@@ -8,8 +8,9 @@
 //!
 //! Prints a progress line (iteration, loss, forward/backward function evaluations, time per
 //! iteration), the test negative log-likelihood in nats with the exact trace, and writes
-//! `weights.safetensors` (right after training), `data.png`, `samples.png`, `density.png` and
-//! `panels.png` to the output folder. Flags are checked before training starts, the output
+//! `weights.safetensors` (right after training), `data.png`, `samples.png`, `density.png`,
+//! `panels.png` (the three side by side, with axes and colour bars; data and samples on one
+//! count scale) and `loss.png` (the training loss per iteration) to the output folder. Flags are checked before training starts, the output
 //! folder included.
 
 mod common;
@@ -23,7 +24,7 @@ use clap::{Parser, ValueEnum};
 use flows::cnf::{Cnf, Mode};
 use flows::nn::{Act, OdeNet};
 use flows::optim::{Adam, Optimizer};
-use flows::plot::{self, Extent};
+use flows::plot::{self, Extent, Figure, LinePlot, Panel, Series};
 use flows::trace::{Probe, Trace};
 use flows::{data, Params};
 use ode::{Adjoint, Method, Options};
@@ -185,6 +186,7 @@ fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
     let tape = Tape::<E>::new();
     let start = Instant::now();
     let mut window = (0.0, 0usize, 0usize, 0usize);
+    let mut losses = Vec::with_capacity(args.iters);
     for it in 1..=args.iters {
         let t0 = Instant::now();
         let x = data::toy::<E, _>(&args.data, args.batch, &mut rng)?;
@@ -198,6 +200,7 @@ fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
         let (fwd, bwd) = lp.stats.iter().fold((0, 0), |(f, b), s| {
             (f + s.forward().nfe, b + s.backward().nfe)
         });
+        losses.push(loss.item().to_f64());
         window.0 += loss.item().to_f64();
         window.1 += fwd;
         window.2 += bwd;
@@ -244,15 +247,46 @@ fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
     );
     let (samples, _) = cnf.sample(&params, 20_000, 2, &mut rng)?;
     let shown = data::toy::<E, _>(&args.data, 20_000, &mut rng)?;
-    let data_img = plot::scatter_image(&shown, ext, res);
-    let sample_img = plot::scatter_image(&samples, ext, res);
-    let dens_img = plot::density_image(&dens, res);
-    data_img.save(args.out.join("data.png"))?;
-    sample_img.save(args.out.join("samples.png"))?;
-    dens_img.save(args.out.join("density.png"))?;
-    plot::side_by_side(&[data_img, sample_img, dens_img], 6).save(args.out.join("panels.png"))?;
+    let panels = Figure::new()
+        .panel(Panel::histogram("data", &shown, ext, res))
+        .panel(Panel::histogram("samples", &samples, ext, res))
+        .panel(Panel::density("density", &dens, ext, res));
+    // The single pictures keep the scales of the panels, so they match them exactly.
+    let scales = panels.scales();
+    for (name, panel, scale) in [
+        (
+            "data.png",
+            Panel::histogram("data", &shown, ext, res),
+            scales[0],
+        ),
+        (
+            "samples.png",
+            Panel::histogram("samples", &samples, ext, res),
+            scales[1],
+        ),
+        (
+            "density.png",
+            Panel::density("density", &dens, ext, res),
+            scales[2],
+        ),
+    ] {
+        Figure::new()
+            .panel(panel.with_scale(scale))
+            .save(args.out.join(name))?;
+    }
+    panels.save(args.out.join("panels.png"))?;
+    let loss = Series::from_values("per iteration", &losses);
+    let window = (args.iters / 30).max(1);
+    LinePlot::new(format!("ffjord_toy: {} training loss", args.data))
+        .y_label("loss (nats)")
+        .series(loss.clone())
+        .series(Series {
+            name: format!("mean of last {window}"),
+            ..loss.moving_average(window)
+        })
+        .save(args.out.join("loss.png"))?;
     println!(
-        "wrote data.png, samples.png, density.png and panels.png to {}",
+        "wrote data.png, samples.png, density.png, panels.png and loss.png to {}",
         args.out.display()
     );
     Ok(())

@@ -11,7 +11,9 @@
 //! cargo run --release --example neural_ode_spiral
 //! ```
 //!
-//! Writes `spiral.png` (true trajectory | fitted trajectory) to the output folder, which is
+//! Writes `spiral.png` (true trajectory | fitted trajectory, as histograms of the observed
+//! and fitted states on one count scale) and `loss.png` (the batch loss per iteration and the
+//! full-trajectory error at each progress line, log scale) to the output folder, which is
 //! created and checked to be writable before training.
 
 mod common;
@@ -25,7 +27,7 @@ use autodiff::{Tape, Tensor};
 use clap::Parser;
 use flows::nn::{Act, Mlp};
 use flows::optim::{Adam, Optimizer};
-use flows::plot::{self, Extent};
+use flows::plot::{Extent, Figure, LinePlot, Panel, Series};
 use flows::Params;
 use ode::{dynamics, odeint, solve, Adjoint, Dynamics, Options};
 use rand::{Rng, SeedableRng};
@@ -119,6 +121,8 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     println!("neural ODE spiral: MLP 2-50-2 on z³, batch {} segments x {} observations, Dopri5 tol {:e}, backsolve adjoint", args.batch, args.batch_time, args.tol);
     let start = Instant::now();
     let tape = Tape::<f64>::new();
+    let mut batch_losses = Vec::with_capacity(args.iters);
+    let mut full_errors = Vec::new();
     for it in 1..=args.iters {
         // A batch of segments: starting points drawn along the observed trajectory.
         let starts: Vec<usize> = (0..args.batch)
@@ -149,6 +153,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         let loss = loss.expect("at least one time") * (1.0 / args.batch_time as f64);
         let grads = tape.grad(loss, &p)?;
         opt.step(&mut params, &grads);
+        batch_losses.push(loss.item());
         if it % args.log_every == 0 || it == args.iters {
             let full = full_trajectory(&params, &model, &z0, &times, &opts)?;
             let err: f64 = full
@@ -157,6 +162,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
                 .map(|(p, o)| (p[0] - o[0]).abs() + (p[1] - o[1]).abs())
                 .sum::<f64>()
                 / (2 * N_OBS) as f64;
+            full_errors.push((it as f64, err));
             println!(
                 "iter {it:>5}  batch loss {:.5}  full-trajectory mean |error| {:.5}  nfe fwd {} bwd {}  ({:.1} s)",
                 loss.item(),
@@ -172,11 +178,22 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let ext = Extent::square(2.2);
     let to_tensor = |pts: &[[f64; 2]]| Tensor::from_fn(pts.len(), 2, |i, j| pts[i][j]);
     let res = 240;
-    let true_img = plot::scatter_image(&to_tensor(&observed), ext, res);
-    let fit_img = plot::scatter_image(&to_tensor(&fitted), ext, res);
-    plot::side_by_side(&[true_img, fit_img], 6).save(args.out.join("spiral.png"))?;
+    Figure::new()
+        .panel(Panel::histogram("true", &to_tensor(&observed), ext, res))
+        .panel(Panel::histogram("fitted", &to_tensor(&fitted), ext, res))
+        .save(args.out.join("spiral.png"))?;
+    let window = (args.iters / 40).max(1);
+    LinePlot::new("neural_ode_spiral: training")
+        .y_label("mean |error|")
+        .log_y(true)
+        .series(Series {
+            name: format!("batch loss (mean of last {window})"),
+            ..Series::from_values("", &batch_losses).moving_average(window)
+        })
+        .series(Series::new("full trajectory", full_errors))
+        .save(args.out.join("loss.png"))?;
     println!(
-        "wrote {} (true | fitted)",
+        "wrote {} (true | fitted) and loss.png",
         args.out.join("spiral.png").display()
     );
     Ok(())

@@ -13,8 +13,9 @@
 //!
 //! Prints progress lines (iteration, loss, L, C, R, time per iteration), the test NLL, L and R
 //! with more RK4 steps, the inference times of both models, and writes `panels.png`
-//! (data | OT-Flow samples | OT-Flow density | FFJORD samples | FFJORD density) and the
-//! individual pictures to the output folder (created, and checked to be writable, before
+//! (data | OT-Flow samples | OT-Flow density | FFJORD samples | FFJORD density, with axes and
+//! colour bars; the histograms share one count scale and the densities one density scale) and
+//! the individual pictures to the output folder (created, and checked to be writable, before
 //! training).
 
 mod common;
@@ -29,7 +30,7 @@ use flows::cnf::{Cnf, Mode};
 use flows::nn::{Act, OdeNet};
 use flows::optim::{Adam, Optimizer};
 use flows::otflow::{OtFlow, OtMode, OtPotential};
-use flows::plot::{self, Extent, Image};
+use flows::plot::{self, Extent, Figure, Panel};
 use flows::trace::{Probe, Trace};
 use flows::{data, Params};
 use ode::{Adjoint, Method, Options};
@@ -142,15 +143,17 @@ fn time_ms<T>(reps: usize, mut f: impl FnMut() -> T) -> f64 {
     v[v.len() / 2]
 }
 
-fn density_image<E: Element>(
+/// A density panel of `exp logp` on the grid.
+fn density_panel<E: Element>(
+    title: &str,
     logp: impl Fn(&Tensor<E>) -> Result<Tensor<E>, autodiff::Error>,
     ext: Extent,
     res: usize,
-) -> Result<Image, autodiff::Error> {
+) -> Result<Panel, autodiff::Error> {
     let grid = plot::grid::<E>(ext, res);
     let lp = logp(&grid)?;
     let dens: Vec<f64> = lp.as_slice().iter().map(|v| v.to_f64().exp()).collect();
-    Ok(plot::density_image(&dens, res))
+    Ok(Panel::density(title, &dens, ext, res))
 }
 
 fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
@@ -314,24 +317,44 @@ fn run<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
     let ext = Extent::square(4.0);
     let res = 200;
     let shown = data::toy::<E, _>(&args.data, 20_000, &mut rng)?;
-    let data_img = plot::scatter_image(&shown, ext, res);
+    let data = Panel::histogram("data", &shown, ext, res);
     let (samples, _) = flow.sample(&params, 20_000, 2, &mut rng)?;
-    let sample_img = plot::scatter_image(&samples, ext, res);
-    let dens_img = density_image(|g| flow.log_prob_values(&params, g), ext, res)?;
-    data_img.save(args.out.join("data.png"))?;
-    sample_img.save(args.out.join("otflow_samples.png"))?;
-    dens_img.save(args.out.join("otflow_density.png"))?;
-    let mut panels = vec![data_img, sample_img, dens_img];
+    let ot_samples = Panel::histogram("OT-Flow samples", &samples, ext, res);
+    let ot_dens = density_panel(
+        "OT-Flow density",
+        |g| flow.log_prob_values(&params, g),
+        ext,
+        res,
+    )?;
+    let mut panels = vec![
+        ("data.png", data),
+        ("otflow_samples.png", ot_samples),
+        ("otflow_density.png", ot_dens),
+    ];
     if let Some((cnf, fparams, _, _)) = &ffjord {
         let (fs, _) = cnf.sample(fparams, 20_000, 2, &mut rng)?;
-        let fs_img = plot::scatter_image(&fs, ext, res);
-        let fd_img = density_image(|g| cnf.log_prob_values(fparams, g), ext, res)?;
-        fs_img.save(args.out.join("ffjord_samples.png"))?;
-        fd_img.save(args.out.join("ffjord_density.png"))?;
-        panels.push(fs_img);
-        panels.push(fd_img);
+        let f_samples = Panel::histogram("FFJORD samples", &fs, ext, res);
+        let f_dens = density_panel(
+            "FFJORD density",
+            |g| cnf.log_prob_values(fparams, g),
+            ext,
+            res,
+        )?;
+        panels.push(("ffjord_samples.png", f_samples));
+        panels.push(("ffjord_density.png", f_dens));
     }
-    plot::side_by_side(&panels, 6).save(args.out.join("panels.png"))?;
+    // Histograms share one count scale and the two densities one density scale, so the
+    // models compare value for value; the single pictures keep those scales.
+    let mut figure = Figure::new();
+    for (_, p) in &panels {
+        figure.push(p.clone());
+    }
+    for ((name, p), scale) in panels.into_iter().zip(figure.scales()) {
+        Figure::new()
+            .panel(p.with_scale(scale))
+            .save(args.out.join(name))?;
+    }
+    figure.save(args.out.join("panels.png"))?;
     println!(
         "wrote panels.png (data | OT-Flow samples | OT-Flow density{}) and the single pictures to {}",
         if ffjord.is_some() {

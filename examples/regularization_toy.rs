@@ -20,8 +20,10 @@
 //! NFE of a training step averaged over the last `--avg-last` iterations, the NFE of the test
 //! evaluation, the time per iteration, the learned T, and the kinetic energy and Jacobian
 //! Frobenius norm of the learned dynamics on the test points (exact). Writes
-//! `{run}_density.png`, `{run}_samples.png` and `panels.png` (data, then each run's density)
-//! to the output folder.
+//! `{run}_density.png`, `{run}_samples.png`, `panels.png` (data, then each run's density, the
+//! densities on one colour scale so they compare value for value) and `curves_nll.png` /
+//! `curves_nfe.png` (each run's training NLL and forward NFE per iteration, smoothed) to the
+//! output folder.
 //!
 //! The default of 800 iterations keeps the four runs within about 4–5 minutes on the
 //! two-core machine this was written on: an adaptive step costs ~30 ms at initialisation and
@@ -42,7 +44,7 @@ use clap::{Parser, ValueEnum};
 use flows::cnf::{Cnf, Mode};
 use flows::nn::{Act, OdeNet};
 use flows::optim::{Adam, Optimizer};
-use flows::plot::{self, Extent, Image};
+use flows::plot::{self, Extent, Figure, LinePlot, Panel, Series};
 use flows::regularizers::Reg;
 use flows::trace::{Probe, Trace};
 use flows::{data, Params};
@@ -246,14 +248,32 @@ fn run_all<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
     let mut rng = Pcg64::seed_from_u64(args.seed.wrapping_add(1000));
     let test = data::toy::<E, _>(&args.data, args.test_size, &mut rng)?;
     let shown = data::toy::<E, _>(&args.data, 20_000, &mut rng)?;
-    let mut panels = vec![plot::scatter_image(&shown, ext, res)];
+    let mut panels = Figure::new().panel(Panel::histogram("data", &shown, ext, res));
     let mut rows = Vec::new();
+    let mut curves = Vec::new();
     for &run in &args.runs {
-        let (row, dens) = train::<E>(args, hidden, run, &test, ext, res)?;
+        let (row, dens, curve) = train::<E>(args, hidden, run, &test, ext, res)?;
         rows.push(row);
         panels.push(dens);
+        curves.push((run, curve));
     }
-    plot::side_by_side(&panels, 6).save(args.out.join("panels.png"))?;
+    // All densities on one scale (the default for panels of one kind): a run whose density
+    // is more spread out looks fainter, as it is.
+    panels.save(args.out.join("panels.png"))?;
+    // Per-iteration values of an adaptive solve and a stochastic loss are noisy: smoothed.
+    let window = (args.iters / 20).max(1);
+    let mut nll_plot = LinePlot::new(format!("training NLL (mean of last {window} iterations)"))
+        .y_label("NLL (nats)");
+    let mut nfe_plot = LinePlot::new(format!(
+        "forward NFE per training step (mean of last {window})"
+    ))
+    .y_label("NFE");
+    for (run, c) in &curves {
+        nll_plot.push(Series::from_values(run.name(), &c.nll).moving_average(window));
+        nfe_plot.push(Series::from_values(run.name(), &c.nfe_fwd).moving_average(window));
+    }
+    nll_plot.save(args.out.join("curves_nll.png"))?;
+    nfe_plot.save(args.out.join("curves_nfe.png"))?;
 
     println!();
     println!(
@@ -292,7 +312,8 @@ fn run_all<E: Element>(args: &Args) -> Result<(), Box<dyn Error>> {
         args.test_size
     );
     println!(
-        "wrote {{run}}_density.png, {{run}}_samples.png and panels.png (data, then {}) to {}",
+        "wrote {{run}}_density.png, {{run}}_samples.png, panels.png (data, then {}), \
+         curves_nll.png and curves_nfe.png to {}",
         rows.iter()
             .map(|r| r.run.name())
             .collect::<Vec<_>>()
@@ -309,7 +330,7 @@ fn train<E: Element>(
     test: &Tensor<E>,
     ext: Extent,
     res: usize,
-) -> Result<(Row, Image), Box<dyn Error>> {
+) -> Result<(Row, Panel, Curves), Box<dyn Error>> {
     // The same initial weights, batches, probes and STEER draws for every run.
     let mut rng = Pcg64::seed_from_u64(args.seed);
     let mut params = Params::<E>::new();
@@ -342,6 +363,7 @@ fn train<E: Element>(
     let avg_from = args.iters.saturating_sub(args.avg_last) + 1;
     let mut tail = (0usize, 0usize, 0.0f64, 0usize);
     let mut window = (0.0, 0.0, 0usize, 0usize, 0usize);
+    let mut curve = Curves::default();
     for it in 1..=args.iters {
         let t0 = Instant::now();
         let x = data::toy::<E, _>(&args.data, args.batch, &mut rng)?;
@@ -359,6 +381,8 @@ fn train<E: Element>(
         if it >= avg_from {
             tail = (tail.0 + fwd, tail.1 + bwd, tail.2 + ms, tail.3 + 1);
         }
+        curve.nll.push(nll.item().to_f64());
+        curve.nfe_fwd.push(fwd as f64);
         window.0 += nll.item().to_f64();
         window.1 += loss.item().to_f64();
         window.2 += fwd;
@@ -413,10 +437,28 @@ fn train<E: Element>(
     let grid = plot::grid::<E>(ext, res);
     let logp = cnf.log_prob_values(&params, &grid)?;
     let dens: Vec<f64> = logp.as_slice().iter().map(|v| v.to_f64().exp()).collect();
-    let dens_img = plot::density_image(&dens, res);
+    let dens_panel = Panel::density(run.name(), &dens, ext, res);
     let (samples, _) = cnf.sample(&params, 20_000, 2, &mut rng)?;
-    dens_img.save(args.out.join(format!("{}_density.png", run.file())))?;
-    plot::scatter_image(&samples, ext, res)
+    // The single pictures carry their own scales: they are looked at one at a time.
+    Figure::new()
+        .panel(dens_panel.clone())
+        .save(args.out.join(format!("{}_density.png", run.file())))?;
+    Figure::new()
+        .panel(Panel::histogram(
+            format!("{} samples", run.name()),
+            &samples,
+            ext,
+            res,
+        ))
         .save(args.out.join(format!("{}_samples.png", run.file())))?;
-    Ok((row, dens_img))
+    Ok((row, dens_panel, curve))
+}
+
+/// What a run logged at every training iteration.
+#[derive(Default)]
+struct Curves {
+    /// The batch NLL (without the regularizers).
+    nll: Vec<f64>,
+    /// Function evaluations of the forward solve.
+    nfe_fwd: Vec<f64>,
 }

@@ -1,24 +1,13 @@
-//! PNG pictures of 2-D densities and samples: heat maps, sample histograms, panels side by side.
+//! The raw pictures: a grid over a rectangle of the plane, RGB images written as PNG, heat
+//! maps and sample histograms with one pixel per grid cell, panels placed side by side.
 //!
-//! Everything is drawn on a square grid over an [`Extent`]. Pixel `(row, col)` covers the
-//! cell centred at `x = xmin + (col + ½)·w`, `y = ymax − (row + ½)·h`: the top row is the
-//! largest `y`, so pictures appear with the usual axis orientation. Colours come from
-//! [`viridis`], a perceptually uniform map (dark purple for low, yellow for high).
-//!
-//! ```no_run
-//! use flows::plot::{self, Extent};
-//! # fn main() -> Result<(), flows::FlowError> {
-//! let ext = Extent::square(4.0);
-//! let data = plot::scatter_image(&autodiff::Tensor::<f64>::zeros(10, 2), ext, 128);
-//! let dens = plot::density_fn_image(|x, y| (-(x * x + y * y) / 2.0).exp(), ext, 128);
-//! plot::side_by_side(&[data, dens], 4).save("panels.png")?;
-//! # Ok(()) }
-//! ```
+//! These carry no axes or text; [`Figure`](super::Figure) frames them for a reader.
 
 use std::path::Path;
 
 use autodiff::{Element, Tensor};
 
+use super::scale::{ColorScale, ScaleKind};
 use crate::FlowError;
 
 /// A rectangle `[xmin, xmax] × [ymin, ymax]` of the plane.
@@ -76,7 +65,9 @@ impl Extent {
         if !(0.0..1.0).contains(&u) || !(0.0..1.0).contains(&v) {
             return None;
         }
-        Some(((v * res as f64) as usize, (u * res as f64) as usize))
+        // `u < 1` can still round to `u · res = res` in floating point: clamp to the last cell.
+        let cell = |t: f64| ((t * res as f64) as usize).min(res.saturating_sub(1));
+        Some((cell(v), cell(u)))
     }
 }
 
@@ -189,9 +180,26 @@ pub fn grid<E: Element>(extent: Extent, res: usize) -> Tensor<E> {
     })
 }
 
+/// A heat map of `values` given in [`grid`] order (`res²` of them), one pixel per value,
+/// coloured by `scale`. Panics if `values.len()` is not `res²`.
+pub fn heat_map(values: &[f64], res: usize, scale: &ColorScale) -> Image {
+    assert_eq!(
+        values.len(),
+        res * res,
+        "heat_map: {} values for a {res}x{res} grid",
+        values.len()
+    );
+    let mut img = Image::filled(res, res, viridis(0.0));
+    for (i, &v) in values.iter().enumerate() {
+        img.set_pixel(i / res, i % res, scale.color(v));
+    }
+    img
+}
+
 /// A heat map of non-negative `values` given in [`grid`] order (`res²` of them): each is
-/// divided by the largest and coloured with [`viridis`]. Non-finite or negative values are
-/// drawn as 0. Panics if `values.len()` is not a square.
+/// divided by the largest and coloured with [`viridis`] (a [`heat_map`] on the linear scale
+/// fitting these values). Non-finite or negative values are drawn as 0. Panics if
+/// `values.len()` is not `res²`.
 pub fn density_image(values: &[f64], res: usize) -> Image {
     assert_eq!(
         values.len(),
@@ -199,18 +207,15 @@ pub fn density_image(values: &[f64], res: usize) -> Image {
         "density_image: {} values for a {res}x{res} grid",
         values.len()
     );
-    let clean = |v: f64| if v.is_finite() && v > 0.0 { v } else { 0.0 };
-    let max = values.iter().map(|&v| clean(v)).fold(0.0, f64::max);
-    let scale = if max > 0.0 { 1.0 / max } else { 0.0 };
-    let mut img = Image::filled(res, res, viridis(0.0));
-    for (i, &v) in values.iter().enumerate() {
-        img.set_pixel(i / res, i % res, viridis(clean(v) * scale));
-    }
-    img
+    heat_map(
+        values,
+        res,
+        &ColorScale::fitting(ScaleKind::Linear, values.iter().copied()),
+    )
 }
 
-/// A heat map of a density given as a function of `(x, y)`, evaluated at the pixel centres.
-pub fn density_fn_image(f: impl Fn(f64, f64) -> f64, extent: Extent, res: usize) -> Image {
+/// `f(x, y)` at the centres of a `res × res` grid over `extent`, in [`grid`] order.
+pub(crate) fn grid_values(f: impl Fn(f64, f64) -> f64, extent: Extent, res: usize) -> Vec<f64> {
     let mut values = Vec::with_capacity(res * res);
     for r in 0..res {
         for c in 0..res {
@@ -218,7 +223,12 @@ pub fn density_fn_image(f: impl Fn(f64, f64) -> f64, extent: Extent, res: usize)
             values.push(f(x, y));
         }
     }
-    density_image(&values, res)
+    values
+}
+
+/// A heat map of a density given as a function of `(x, y)`, evaluated at the pixel centres.
+pub fn density_fn_image(f: impl Fn(f64, f64) -> f64, extent: Extent, res: usize) -> Image {
+    density_image(&grid_values(f, extent, res), res)
 }
 
 /// Writes a density heat map to `path`. `density` receives the [`grid`] points (`res² × 2`)
@@ -236,32 +246,34 @@ pub fn density_png<E: Element>(
     density_image(&values, res).save(path)
 }
 
-/// A 2-D histogram of the first two columns of `points` on a `res × res` grid over `extent`,
-/// with log-scaled counts: a bin with `c` points gets `viridis(ln(1 + c) / ln(1 + max))`, so
-/// empty bins are dark and sparse tails stay visible. Points outside the extent are dropped.
-pub fn scatter_image<E: Element>(points: &Tensor<E>, extent: Extent, res: usize) -> Image {
+/// The number of points of `points` (its first two columns) in each cell of a `res × res`
+/// grid over `extent`, in [`grid`] order. Points outside the extent (or with a NaN
+/// coordinate) are dropped.
+pub fn histogram_counts<E: Element>(points: &Tensor<E>, extent: Extent, res: usize) -> Vec<f64> {
     assert!(
         points.cols() >= 2,
-        "scatter_image: points are {}x{}, need at least 2 columns",
+        "histogram_counts: points are {}x{}, need at least 2 columns",
         points.rows(),
         points.cols()
     );
-    let mut counts = vec![0u32; res * res];
+    let mut counts = vec![0.0; res * res];
     for i in 0..points.rows() {
         let (x, y) = (points.get(i, 0).to_f64(), points.get(i, 1).to_f64());
         if let Some((r, c)) = extent.pixel_of(res, x, y) {
-            counts[r * res + c] += 1;
+            counts[r * res + c] += 1.0;
         }
     }
-    let max = counts.iter().copied().max().unwrap_or(0);
-    let denom = (1.0 + max as f64).ln();
-    let mut img = Image::filled(res, res, viridis(0.0));
-    if max > 0 {
-        for (i, &c) in counts.iter().enumerate() {
-            img.set_pixel(i / res, i % res, viridis((1.0 + c as f64).ln() / denom));
-        }
-    }
-    img
+    counts
+}
+
+/// A 2-D histogram of the first two columns of `points` on a `res × res` grid over `extent`,
+/// with log-scaled counts: a bin with `c` points gets `viridis(ln(1 + c) / ln(1 + max))`, so
+/// empty bins are dark and sparse tails stay visible ([`ColorScale::log_counts`]). Points
+/// outside the extent are dropped.
+pub fn scatter_image<E: Element>(points: &Tensor<E>, extent: Extent, res: usize) -> Image {
+    let counts = histogram_counts(points, extent, res);
+    let scale = ColorScale::fitting(ScaleKind::LogCounts, counts.iter().copied());
+    heat_map(&counts, res, &scale)
 }
 
 /// Writes [`scatter_image`] of `points` to `path`.
