@@ -60,5 +60,7 @@ pub use odeint::{odeint, OdeSolution, OdeStats, Times};
 pub use options::{
     Adjoint, AdjointOptions, Controller, Method, Options, Scheme, SolveOptions, Stepping,
 };
-pub use solve::{solve, Solution, Stats, DENSE_JACOBIAN_MAX};
+pub use solve::{
+    solve, solve_dense, DenseError, DenseSolution, Solution, Stats, DENSE_JACOBIAN_MAX,
+};
 pub use tableau::{SdirkTableau, Tableau};

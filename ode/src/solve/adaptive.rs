@@ -4,6 +4,7 @@
 use autodiff::{Element, Tensor};
 
 use super::controller::StepControl;
+use super::dense::Recorder;
 use super::evaluator::Evaluator;
 use super::initial_step::initial_step;
 use super::norm::ErrorNorm;
@@ -13,7 +14,10 @@ use super::Output;
 use crate::options::SolveOptions;
 use crate::OdeError;
 
-/// Adaptive stepping over `[times[0], times[last]]` with dense output at the save times.
+/// Adaptive stepping over `[times[0], times[last]]` with dense output at the save times; with
+/// a [`Recorder`], the interpolant of every accepted step is kept too, and its check may end
+/// the solve after any step.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn adaptive<E: Element>(
     ev: &mut Evaluator<'_, '_, E>,
     st: &mut dyn Stepper<E>,
@@ -22,6 +26,7 @@ pub(super) fn adaptive<E: Element>(
     opts: &SolveOptions<E>,
     norm: &ErrorNorm,
     out: &mut Output<E>,
+    mut dense: Option<&mut Recorder<'_, E>>,
 ) -> Result<(), OdeError> {
     let t0 = times[0];
     let t_end = *times.last().expect("checked");
@@ -101,9 +106,27 @@ pub(super) fn adaptive<E: Element>(
                 } else {
                     let theta = (times[next] - t).to_f64() / hs.to_f64();
                     st.interpolate(ev, t, hs, &y, theta, &mut interp);
+                    if !finite(&interp) {
+                        return Err(OdeError::NonFinite {
+                            t: t.to_f64(),
+                            step: attempted - 1,
+                        });
+                    }
                     out.states.push(interp.clone());
                 }
                 next += 1;
+            }
+            if let Some(rec) = dense.as_deref_mut() {
+                let mut c: Vec<Vec<Tensor<E>>> =
+                    (0..=st.dense_degree()).map(|_| alloc_like(z0)).collect();
+                st.dense_polynomial(ev, t, hs, &y, &mut c);
+                if !c.iter().all(|cm| finite(cm)) {
+                    return Err(OdeError::NonFinite {
+                        t: t.to_f64(),
+                        step: attempted - 1,
+                    });
+                }
+                rec.sol.push(t_new, c);
             }
             st.accept(&mut y);
             t = t_new;
@@ -116,6 +139,14 @@ pub(super) fn adaptive<E: Element>(
                 out.step_states.push(y.clone());
             }
             out.stats.error_sum += err;
+            if let Some(rec) = dense.as_deref_mut() {
+                if let Some(stop) = rec.stop.as_mut() {
+                    if stop(&rec.sol, &y) {
+                        rec.stopped = true;
+                        return Ok(());
+                    }
+                }
+            }
             let fac = control.accepted(err);
             // A step shortened to hit a save time does not shrink the next one.
             h = if last && h_step < h {

@@ -9,6 +9,7 @@
 
 mod adaptive;
 mod controller;
+pub(crate) mod dense;
 mod erk;
 mod evaluator;
 mod fixed;
@@ -26,6 +27,8 @@ use autodiff::{Element, Tape, Tensor, Var};
 use crate::options::{Scheme, SolveOptions, Stepping};
 use crate::{Dynamics, OdeError};
 use adaptive::adaptive;
+use dense::Recorder;
+pub use dense::{DenseError, DenseSolution};
 use erk::Erk;
 use evaluator::Evaluator;
 use fixed::fixed;
@@ -104,6 +107,8 @@ pub struct Solution<E: Element> {
     /// The state at the end of each accepted step (matching `steps`); filled only with
     /// [`SolveOptions::record_step_states`].
     pub step_states: Vec<Vec<Tensor<E>>>,
+    /// The continuous solution over the solved interval; filled only by [`solve_dense`].
+    pub dense: Option<DenseSolution<E>>,
 }
 
 impl<E: Element> Solution<E> {
@@ -112,6 +117,18 @@ impl<E: Element> Solution<E> {
         self.states
             .last()
             .expect("a solution has at least the initial state")
+    }
+
+    /// The state at any `t` of the solved interval, from the dense solution (diffrax's
+    /// `sol.evaluate(t)`).
+    ///
+    /// Errors: [`DenseError::NotRecorded`] unless the solve was [`solve_dense`];
+    /// [`DenseError::OutOfRange`] for `t` outside the solved interval.
+    pub fn evaluate(&self, t: E) -> Result<Vec<Tensor<E>>, DenseError> {
+        self.dense
+            .as_ref()
+            .ok_or(DenseError::NotRecorded)?
+            .evaluate(t)
     }
 }
 
@@ -125,11 +142,13 @@ impl<E: Element> Solution<E> {
 /// internally), and the tape is truncated back after it, reusing its buffers.
 ///
 /// Adaptive solves step from `times[0]` towards the last time and fill in the save times in
-/// between by dense output: Dormand–Prince's continuous extension for Dopri5, cubic Hermite
-/// interpolation for Bosh3 and the implicit methods (as accurate as the methods). Methods of
-/// order ≥ 4 without a continuous extension (Tsit5, Dopri8) instead shorten the steps to
-/// land on every save time, since a cubic interpolant would spoil their accuracy. Fixed-step
-/// solves take their steps between consecutive save times (see [`Stepping`]).
+/// between by dense output, so save times never force steps: the methods' own continuous
+/// extensions for Dopri5 (Shampine 1986) and Tsit5 (Tsitouras 2011), both of order 4, and
+/// DOP853's of order 7 (Hairer, Nørsett & Wanner 1993), cubic Hermite interpolation for Bosh3
+/// and the implicit methods (as accurate as the methods). A method of order ≥ 4 without a
+/// continuous extension would instead shorten its steps to land on every save time, since a
+/// cubic interpolant would spoil its accuracy. Fixed-step solves take their steps between
+/// consecutive save times (see [`Stepping`]).
 ///
 /// Errors: [`OdeError::InvalidTimes`], [`OdeError::InvalidOptions`] before any work;
 /// [`OdeError::NonFinite`] as soon as a NaN or infinity shows up in a stage, the new state or
@@ -146,7 +165,62 @@ pub fn solve<E: Element>(
     times: &[E],
     opts: &SolveOptions<E>,
 ) -> Result<Solution<E>, OdeError> {
+    solve_impl(f, z0, params, times, opts, None)
+}
+
+/// [`solve`], also keeping the interpolant of every accepted step in
+/// [`Solution::dense`], so the solution can be evaluated at any time of
+/// `[times[0], times[last]]` afterwards with [`Solution::evaluate`] (diffrax's
+/// `SaveAt(dense=True)`). The save times are filled in exactly as by [`solve`].
+///
+/// Errors: those of [`solve`], and [`OdeError::InvalidOptions`] for fixed-step solves (their
+/// steps are not chosen by an error estimate, and dense output is recorded by the adaptive
+/// driver only).
+///
+/// ```
+/// use autodiff::Tensor;
+/// use ode::{dynamics, solve_dense, DenseError, Options};
+///
+/// let f = dynamics::<f64, _>(|_tape, _t, z, _p| vec![-z[0]]);
+/// let z0 = [Tensor::scalar(1.0)];
+/// let sol = solve_dense(&f, &z0, &[], &[0.0, 2.0], &Options::tsit5(1e-9, 1e-9)).unwrap();
+/// let z = sol.evaluate(0.7).unwrap();
+/// assert!((z[0].item() - (-0.7f64).exp()).abs() < 1e-8);
+/// assert!(matches!(sol.evaluate(2.5), Err(DenseError::OutOfRange { .. })));
+/// ```
+pub fn solve_dense<E: Element>(
+    f: &dyn Dynamics<E>,
+    z0: &[Tensor<E>],
+    params: &[Tensor<E>],
+    times: &[E],
+    opts: &SolveOptions<E>,
+) -> Result<Solution<E>, OdeError> {
+    check_times(times)?;
+    let mut rec = Recorder {
+        sol: DenseSolution::new(times[0]),
+        stop: None,
+        stopped: false,
+    };
+    let mut sol = solve_impl(f, z0, params, times, opts, Some(&mut rec))?;
+    sol.dense = Some(rec.sol);
+    Ok(sol)
+}
+
+fn solve_impl<E: Element>(
+    f: &dyn Dynamics<E>,
+    z0: &[Tensor<E>],
+    params: &[Tensor<E>],
+    times: &[E],
+    opts: &SolveOptions<E>,
+    dense: Option<&mut Recorder<'_, E>>,
+) -> Result<Solution<E>, OdeError> {
     opts.validate(z0.len())?;
+    if dense.is_some() && !matches!(opts.stepping, Stepping::Adaptive) {
+        return Err(OdeError::InvalidOptions(
+            "dense output needs adaptive stepping (fixed steps are not chosen by an error estimate)"
+                .into(),
+        ));
+    }
     check_times(times)?;
     let t0 = times[0];
     if !z0.iter().all(|z| z.all_finite()) {
@@ -173,9 +247,16 @@ pub fn solve<E: Element>(
         };
         let norm = ErrorNorm::new(opts, z0.len());
         match opts.stepping {
-            Stepping::Adaptive => {
-                adaptive(&mut ev, stepper.as_mut(), z0, times, opts, &norm, &mut out)?
-            }
+            Stepping::Adaptive => adaptive(
+                &mut ev,
+                stepper.as_mut(),
+                z0,
+                times,
+                opts,
+                &norm,
+                &mut out,
+                dense,
+            )?,
             Stepping::Steps(n) => fixed(
                 &mut ev,
                 stepper.as_mut(),
@@ -212,6 +293,7 @@ pub fn solve<E: Element>(
         stats,
         steps: out.steps,
         step_states: out.step_states,
+        dense: None,
     })
 }
 

@@ -1,5 +1,5 @@
 //! The explicit methods up to fifth order: Euler, midpoint, Heun, RK4, Bogacki–Shampine 3(2),
-//! Dormand–Prince 5(4) with its continuous extension, and Tsitouras 5(4).
+//! Dormand–Prince 5(4) and Tsitouras 5(4), both with their continuous extensions.
 #![allow(clippy::excessive_precision)] // published digits are kept verbatim for checking
 
 use super::Tableau;
@@ -15,6 +15,7 @@ pub const EULER: Tableau = Tableau {
     b_err: None,
     fsal: false,
     dense: None,
+    dense_stages: &[],
     citation: "Euler 1768",
 };
 
@@ -29,6 +30,7 @@ pub const MIDPOINT: Tableau = Tableau {
     b_err: None,
     fsal: false,
     dense: None,
+    dense_stages: &[],
     citation: "Runge 1895",
 };
 
@@ -43,6 +45,7 @@ pub const HEUN: Tableau = Tableau {
     b_err: None,
     fsal: false,
     dense: None,
+    dense_stages: &[],
     citation: "Heun 1900",
 };
 
@@ -57,6 +60,7 @@ pub const RK4: Tableau = Tableau {
     b_err: None,
     fsal: false,
     dense: None,
+    dense_stages: &[],
     citation: "Kutta 1901",
 };
 
@@ -82,6 +86,7 @@ pub const BOSH3: Tableau = Tableau {
     ]),
     fsal: true,
     dense: None,
+    dense_stages: &[],
     citation: "Bogacki & Shampine 1989, Appl. Math. Lett. 2(4)",
 };
 
@@ -181,11 +186,57 @@ pub const DOPRI5: Tableau = Tableau {
             69997945.0 / 29380423.0,
         ],
     ]),
+    dense_stages: &[],
     citation: "Dormand & Prince 1980, J. Comput. Appl. Math. 6(1); dense output Shampine 1986",
 };
 
-/// Tsitouras 5(4) pair, FSAL (Tsitouras 2011, Comput. Math. Appl. 62(2)). The last error
-/// weight is −1/66, the sign that makes the error weights sum to zero.
+/// `k θ (θ − r)(θ² + pθ + q)` as the coefficients of `θ, θ², θ³, θ⁴`.
+const fn linear_quadratic(k: f64, r: f64, p: f64, q: f64) -> [f64; 4] {
+    [-k * r * q, k * (q - r * p), k * (p - r), k]
+}
+
+/// `k θ² (θ² + pθ + q)` as the coefficients of `θ, θ², θ³, θ⁴`.
+const fn square_quadratic(k: f64, p: f64, q: f64) -> [f64; 4] {
+    [0.0, k * q, k * p, k]
+}
+
+/// `k θ² (θ − r₁)(θ − r₂)` as the coefficients of `θ, θ², θ³, θ⁴`.
+const fn square_roots(k: f64, r1: f64, r2: f64) -> [f64; 4] {
+    [0.0, k * r1 * r2, -k * (r1 + r2), k]
+}
+
+/// Tsitouras' fourth-order continuous extension in the factored form of the paper (Tsitouras
+/// 2011, Section 4), expanded into powers of `θ` at compile time.
+const TSIT5_DENSE: [[f64; 4]; 7] = [
+    linear_quadratic(
+        -1.0530884977290216,
+        1.3299890189751412,
+        -1.4364028541716351,
+        0.7139816917074209,
+    ),
+    square_quadratic(0.1017, -2.1966568338249754, 1.2949852507374631),
+    square_quadratic(
+        2.490627285651252793,
+        -2.38535645472061657,
+        1.57803468208092486,
+    ),
+    square_roots(
+        -16.54810288924490272,
+        1.21712927295533244,
+        0.61620406037800089,
+    ),
+    square_roots(
+        47.37952196281928122,
+        1.203071208372362603,
+        0.658047292653547382,
+    ),
+    square_roots(-34.87065786149660974, 1.2, 0.666666666666666667),
+    square_roots(2.5, 1.0, 0.6),
+];
+
+/// Tsitouras 5(4) pair, FSAL, with its own fourth-order continuous extension (Tsitouras 2011,
+/// Comput. Math. Appl. 62(2)). The last error weight is −1/66, the sign that makes the error
+/// weights sum to zero.
 pub const TSIT5: Tableau = Tableau {
     name: "tsit5",
     order: 5,
@@ -237,6 +288,15 @@ pub const TSIT5: Tableau = Tableau {
         -1.0 / 66.0,
     ]),
     fsal: true,
-    dense: None,
+    dense: Some(&[
+        &TSIT5_DENSE[0],
+        &TSIT5_DENSE[1],
+        &TSIT5_DENSE[2],
+        &TSIT5_DENSE[3],
+        &TSIT5_DENSE[4],
+        &TSIT5_DENSE[5],
+        &TSIT5_DENSE[6],
+    ]),
+    dense_stages: &[],
     citation: "Tsitouras 2011, Comput. Math. Appl. 62(2):770-775",
 };

@@ -59,10 +59,28 @@ pub struct Tableau {
     /// [`validate`](Tableau::validate) against [`fsal_from_numbers`](Tableau::fsal_from_numbers).
     pub fsal: bool,
     /// Continuous extension: row `i` holds the coefficients of `b_i(θ) = Σ_m d_im θ^(m+1)`,
-    /// so `y(t₀ + θh) = y₀ + h Σ b_i(θ) k_i` with `b_i(1) = b_i`. `None`: cubic Hermite.
+    /// so `y(t₀ + θh) = y₀ + h Σ b_i(θ) k_i` (plus the [`dense_stages`](Tableau::dense_stages)'
+    /// terms) with `b_i(1) = b_i`. `None`: cubic Hermite.
     pub dense: Option<&'static [&'static [f64]]>,
+    /// Stages that only the continuous extension evaluates, after a step is accepted and only
+    /// when a point inside it is asked for (DOP853's seventh-order dense output needs four:
+    /// `f(t + h, y₁)` and three more). Empty for most methods.
+    pub dense_stages: &'static [DenseStage],
     /// Where the numbers come from.
     pub citation: &'static str,
+}
+
+/// A stage evaluated only for a continuous extension: `k = f(t + c h, y₀ + h Σ_j a_j k_j)`
+/// over the step's stages and the dense stages before it, entering the interpolant with the
+/// weight `b(θ) = Σ_m d_m θ^(m+1)` (`b(1) = 0`: the step's end is `y₁` itself).
+#[derive(Clone, Copy, Debug)]
+pub struct DenseStage {
+    /// Node.
+    pub c: f64,
+    /// Coefficients over all earlier stages (the step's `s`, then the dense stages before).
+    pub a: &'static [f64],
+    /// Coefficients `d_m` of the weight polynomial.
+    pub b: &'static [f64],
 }
 
 /// A singly diagonally implicit Runge–Kutta method (all diagonal entries `γ`), stiffly
@@ -115,6 +133,109 @@ impl Tableau {
     /// The coefficient matrix as full rows (zeros above the diagonal).
     pub fn full_a(&self) -> Vec<Vec<f64>> {
         self.a.iter().map(|r| r.to_vec()).collect()
+    }
+
+    /// Number of stages of the continuous extension: the step's own plus its
+    /// [`dense_stages`](Tableau::dense_stages) (0 without a continuous extension).
+    pub fn dense_stage_count(&self) -> usize {
+        if self.dense.is_some() {
+            self.stages() + self.dense_stages.len()
+        } else {
+            0
+        }
+    }
+
+    /// Highest power of `θ` in the continuous extension (0 without one).
+    pub fn dense_degree(&self) -> usize {
+        let own = self.dense.into_iter().flatten().map(|r| r.len());
+        let extra = self.dense_stages.iter().map(|d| d.b.len());
+        own.chain(extra).max().unwrap_or(0)
+    }
+
+    /// Writes the weights `b_i(θ)` of the continuous extension for all
+    /// [`dense_stage_count`](Tableau::dense_stage_count) stages into `out` (Horner's rule).
+    ///
+    /// # Panics
+    ///
+    /// If the tableau has no continuous extension or `out` has the wrong length.
+    pub fn dense_weights_into(&self, theta: f64, out: &mut [f64]) {
+        let d = self
+            .dense
+            .unwrap_or_else(|| panic!("dense_weights: {} has no continuous extension", self.name));
+        assert_eq!(
+            out.len(),
+            self.dense_stage_count(),
+            "dense_weights: {} needs {} weights, got a buffer of {}",
+            self.name,
+            self.dense_stage_count(),
+            out.len()
+        );
+        let rows = d
+            .iter()
+            .copied()
+            .chain(self.dense_stages.iter().map(|s| s.b));
+        for (w, row) in out.iter_mut().zip(rows) {
+            let mut p = 0.0;
+            for &coef in row.iter().rev() {
+                p = (p + coef) * theta;
+            }
+            *w = p;
+        }
+    }
+
+    /// The weights `b_i(θ)` of the continuous extension (see
+    /// [`dense_weights_into`](Tableau::dense_weights_into)).
+    pub fn dense_weights(&self, theta: f64) -> Vec<f64> {
+        let mut w = vec![0.0; self.dense_stage_count()];
+        self.dense_weights_into(theta, &mut w);
+        w
+    }
+
+    /// The coefficient matrix of the step's stages followed by the dense stages, as full
+    /// square rows (zeros above the diagonal).
+    pub fn dense_full_a(&self) -> Vec<Vec<f64>> {
+        let n = self.stages() + self.dense_stages.len();
+        let rows = self
+            .a
+            .iter()
+            .copied()
+            .chain(self.dense_stages.iter().map(|d| d.a));
+        rows.map(|r| {
+            let mut full = r.to_vec();
+            full.resize(n, 0.0);
+            full
+        })
+        .collect()
+    }
+
+    /// Largest residual of the order conditions up to `order` of the continuous extension at
+    /// `θ` (NaN if any is NaN): `|Σ_i b_i(θ) Φ_i(t) − θ^ρ(t)/γ(t)|` over the rooted trees `t` of
+    /// order `ρ(t) ≤ order`, scaled by `θ^−ρ(t)`.
+    ///
+    /// The interpolant at `θ` is the Runge–Kutta method with coefficients `a/θ` and weights
+    /// `b(θ)/θ` taking a step of `θh` (Hairer, Nørsett & Wanner 1993, Section II.6), so this is
+    /// [`order_residual`] of that method.
+    ///
+    /// # Panics
+    ///
+    /// Without a continuous extension, for `θ` outside `(0, 1]`, or above
+    /// [`MAX_CHECKED_ORDER`].
+    pub fn dense_order_residual(&self, theta: f64, order: usize) -> f64 {
+        assert!(
+            theta > 0.0 && theta <= 1.0,
+            "dense_order_residual: θ = {theta} is outside (0, 1]"
+        );
+        let a: Vec<Vec<f64>> = self
+            .dense_full_a()
+            .into_iter()
+            .map(|r| r.into_iter().map(|x| x / theta).collect())
+            .collect();
+        let b: Vec<f64> = self
+            .dense_weights(theta)
+            .iter()
+            .map(|w| w / theta)
+            .collect();
+        order_residual(&a, &b, order)
     }
 
     /// The embedded weights `b̂ = b − b_err`, if any.
