@@ -12,12 +12,16 @@
 //!   exploited, stage buffers allocated once), a Newton stepper for the implicit methods
 //!   (Jacobian products from the tape, dense LU or matrix-free GMRES), PI step-size control
 //!   with Hairer's mixed rtol/atol norm and initial step, per-channel error control, dense
-//!   output, fixed-step modes, and backwards integration.
+//!   output (every adaptive method's own continuous extension, so save times never force
+//!   steps; [`solve_dense`] keeps it for [`Solution::evaluate`] at any time), fixed-step
+//!   modes, and backwards integration.
 //! - [`odeint`]: the solve as ONE differentiable node on a tape. Its VJP integrates the
 //!   adjoint system (Chen et al. 2018) with the strategy [`Adjoint::Backsolve`],
 //!   [`Adjoint::Checkpointed`] or [`Adjoint::Direct`]; its JVP integrates the
 //!   forward-sensitivity system; both are `odeint` calls themselves, so derivatives of any
 //!   order pass through a solve. Gradients reach `z0`, the parameters and the times.
+//!   [`odeint_event`] stops a solve at a terminal [`Event`] `g(t, z; θ) = 0` located on the
+//!   dense output, with the event time differentiable by the implicit function theorem.
 //! - [`Options`]: the builder users start from, carrying [`SolveOptions`] (the [`Method`], its
 //!   [`Stepping`], tolerances, step bounds, error channels, recording, the step-size
 //!   [`Controller`]: all a plain solve reads) and [`AdjointOptions`] (the strategy, the seminorm and the adjoint's own solve
@@ -56,7 +60,10 @@ pub mod tableau;
 
 pub use dynamics::{dynamics, Dynamics};
 pub use error::OdeError;
-pub use odeint::{odeint, OdeSolution, OdeStats, Times};
+pub use odeint::{
+    event_fn, odeint, odeint_event, Event, EventError, EventFn, EventSolution, OdeSolution,
+    OdeStats, Times,
+};
 pub use options::{
     Adjoint, AdjointOptions, Controller, Method, Options, Scheme, SolveOptions, Stepping,
 };

@@ -8,11 +8,13 @@
 //! Files: [`types`] and [`stats`] hold what a call takes and returns, [`node`] what the
 //! derivative rules know of a node, [`systems`] the adjoint and sensitivity dynamics, [`vjp`] the
 //! VJP skeleton the adjoint strategies share; the strategies are [`backsolve`],
-//! [`checkpointed`] and [`direct`], the JVP is [`sensitivity`].
+//! [`checkpointed`] and [`direct`], the JVP is [`sensitivity`]; [`event`] composes `odeint`
+//! into terminal events with a differentiable event time.
 
 mod backsolve;
 mod checkpointed;
 mod direct;
+mod event;
 mod node;
 mod sensitivity;
 mod stats;
@@ -29,6 +31,7 @@ use crate::options::Adjoint;
 use crate::solve::check_times;
 use crate::{solve, Dynamics, OdeError, Options};
 use checkpointed::Saved;
+pub use event::{event_fn, odeint_event, Event, EventError, EventFn, EventSolution};
 use node::Node;
 use stats::Counted;
 pub use stats::OdeStats;

@@ -206,6 +206,30 @@ pub fn solve_dense<E: Element>(
     Ok(sol)
 }
 
+/// An adaptive dense solve from `t0` towards `t1` that `stop` may end after any accepted
+/// step (given the dense solution so far and the step's end state). Returns the solution
+/// (its `dense` filled) and whether `stop` ended it.
+pub(crate) fn solve_until<E: Element>(
+    f: &dyn Dynamics<E>,
+    z0: &[Tensor<E>],
+    params: &[Tensor<E>],
+    t0: E,
+    t1: E,
+    opts: &SolveOptions<E>,
+    stop: dense::StopFn<'_, E>,
+) -> Result<(Solution<E>, bool), OdeError> {
+    let times = [t0, t1];
+    check_times(&times)?;
+    let mut rec = Recorder {
+        sol: DenseSolution::new(t0),
+        stop: Some(stop),
+        stopped: false,
+    };
+    let mut sol = solve_impl(f, z0, params, &times, opts, Some(&mut rec))?;
+    sol.dense = Some(rec.sol);
+    Ok((sol, rec.stopped))
+}
+
 fn solve_impl<E: Element>(
     f: &dyn Dynamics<E>,
     z0: &[Tensor<E>],
