@@ -24,6 +24,7 @@ use autodiff::{Element, Tape, Tensor, Var};
 
 use super::odeint;
 use super::stats::OdeStats;
+use crate::solve::root::{illinois, RootFailure};
 use crate::solve::{check_times, solve_until, DenseSolution};
 use crate::{Dynamics, OdeError, Options, Stats};
 
@@ -80,7 +81,8 @@ where
 /// zero) between the ends of an accepted step; a zero of `g` at `t0` itself does not count,
 /// and a pair of zeros inside one step (a graze) is not seen. The root inside the step is
 /// found on the step's interpolant by the Illinois variant of regula falsi (Dowell & Jarratt
-/// 1971), which keeps a bracket and converges superlinearly, to the time tolerance
+/// 1971), which keeps a bracket and converges superlinearly (bisecting when the bracket stops
+/// halving), to the time tolerance
 /// [`xtol`](Event::xtol) or the iteration cap [`max_iter`](Event::max_iter), whichever comes
 /// first.
 #[derive(Clone)]
@@ -340,7 +342,13 @@ pub fn odeint_event<'t, E: Element>(
         event.max_iter,
     )
     .map_err(|e| match e {
-        RootFailure::NotConverged(e) => fail(e),
+        RootFailure::NotConverged {
+            bracket,
+            iterations,
+        } => fail(EventError::RootNotConverged {
+            bracket,
+            iterations,
+        }),
         RootFailure::NonFinite(t) => wrap(OdeError::NonFinite {
             t,
             step: sol.stats.accepted,
@@ -390,13 +398,6 @@ fn step_theta<E: Element>(dense: &DenseSolution<E>, i: usize, t: f64) -> f64 {
     ((t - a) / (b - a)).clamp(0.0, 1.0)
 }
 
-/// How the root finder failed.
-enum RootFailure {
-    NotConverged(EventError),
-    /// The condition was not finite at this time.
-    NonFinite(f64),
-}
-
 /// `∂g/∂t + Σ_c ⟨∂g/∂z_c, f_c⟩` at `(t, z)` and the value of `f` there, on a scratch tape.
 fn rate_along_solution<E: Element>(
     event: &Event<E>,
@@ -432,66 +433,4 @@ fn rate_along_solution<E: Element>(
             .sum::<f64>();
     }
     (rate, fo)
-}
-
-/// The Illinois variant of regula falsi (Dowell & Jarratt 1971) on `[a, b]` with
-/// `g(a)·g(b) < 0` or `g(b) = 0`: secant steps through the bracket's ends, halving the
-/// retained end's value when the same end is kept twice, so the bracket shrinks
-/// superlinearly from both sides. A secant step shorter than `xtol/2` is lengthened to `xtol/2`
-/// (as Brent's method does), so an end whose `g` is at its rounding level cannot stall the
-/// bracket. Returns the root and the iterations taken; stops when the bracket is narrower than
-/// `xtol` or `g` is exactly zero, and gives up after `max_iter` iterations (never loops
-/// forever).
-fn illinois(
-    mut g: impl FnMut(f64) -> f64,
-    (mut a, mut ga): (f64, f64),
-    (mut b, mut gb): (f64, f64),
-    xtol: f64,
-    max_iter: usize,
-) -> Result<(f64, usize), RootFailure> {
-    if gb == 0.0 {
-        return Ok((b, 0));
-    }
-    for it in 0..max_iter {
-        if (b - a).abs() <= xtol {
-            return Ok((b, it));
-        }
-        let (lo, hi) = (a.min(b), a.max(b));
-        let mut c = b - gb * (b - a) / (gb - ga);
-        if (c - b).abs() < 0.5 * xtol {
-            // The secant no longer moves b (g(b) is at its rounding level): step half a
-            // tolerance towards a, so the next point either closes the bracket or moves b on.
-            c = b + 0.5 * xtol * (a - b).signum();
-        } else if !(c > lo && c < hi) {
-            // A NaN secant point, or one rounded onto or past an end: bisect.
-            c = 0.5 * (a + b);
-        }
-        if !(c > lo && c < hi) {
-            return Ok((b, it));
-        }
-        let gc = g(c);
-        if gc == 0.0 {
-            return Ok((c, it + 1));
-        }
-        if !gc.is_finite() {
-            return Err(RootFailure::NonFinite(c));
-        }
-        if gc * gb < 0.0 {
-            // The root is between b and c: b becomes the retained end.
-            a = b;
-            ga = gb;
-        } else {
-            // The same end a is retained again: halve its value (the Illinois modification).
-            ga *= 0.5;
-        }
-        b = c;
-        gb = gc;
-    }
-    if (b - a).abs() <= xtol {
-        return Ok((b, max_iter));
-    }
-    Err(RootFailure::NotConverged(EventError::RootNotConverged {
-        bracket: (a.min(b), a.max(b)),
-        iterations: max_iter,
-    }))
 }

@@ -92,7 +92,7 @@ impl<E: Element> DenseSolution<E> {
     /// earlier step's, which agrees with the later one's to rounding).
     ///
     /// Errors: [`DenseError::OutOfRange`] if `t` is not finite or outside `[t0, t1]` (in the
-    /// direction of integration), including for a solution with no steps unless `t = t0`.
+    /// direction of integration), and for a solution without steps (`times` of length 1).
     pub fn evaluate(&self, t: E) -> Result<Vec<Tensor<E>>, DenseError> {
         let (i, theta) = self.locate(t)?;
         if self.coefs.is_empty() {
@@ -125,7 +125,7 @@ impl<E: Element> DenseSolution<E> {
     }
 
     /// The step containing `t` and the position `θ` in it.
-    pub(crate) fn locate(&self, t: E) -> Result<(usize, f64), DenseError> {
+    fn locate(&self, t: E) -> Result<(usize, f64), DenseError> {
         let (t0, t1) = (self.t0().to_f64(), self.t1().to_f64());
         let tf = t.to_f64();
         let dir = if t1 >= t0 { 1.0 } else { -1.0 };

@@ -5,7 +5,8 @@
 //! steppers ([`erk`] for explicit tableaux, [`sdirk`] for the Newton-solved implicit ones)
 //! attempt single steps behind the [`stepper`] interface, and the drivers ([`fixed`] and
 //! [`adaptive`], which starts from [`initial_step`] and sizes its steps with the
-//! [`controller`]) walk the save times.
+//! [`controller`]) walk the save times. [`dense`] holds the continuous solution a dense solve
+//! keeps, and [`root`] the bracketing root finder that locates events on it.
 
 mod adaptive;
 mod controller;
@@ -16,6 +17,7 @@ mod fixed;
 pub(crate) mod hermite;
 mod initial_step;
 mod norm;
+pub(crate) mod root;
 mod sdirk;
 pub(crate) mod state;
 mod stepper;
