@@ -231,3 +231,29 @@ fn the_root_finder_stops_at_its_iteration_cap() {
     eprintln!("{} iterations", hit.iterations);
     assert!(hit.iterations <= 10, "{} iterations", hit.iterations);
 }
+
+#[test]
+fn events_work_in_single_precision() {
+    let f: Rc<dyn Dynamics<f32>> = Rc::new(dynamics(
+        |tape: &Tape<f32>, _t, z: &[Var<'_, f32>], p: &[Var<'_, f32>]| {
+            vec![tape.concat_cols(&[z[0].slice_cols(1, 2), -p[0]])]
+        },
+    ));
+    let ground = Event::new(event_fn(|_tape, _t, z: &[Var<'_, f32>], _p| {
+        z[0].slice_cols(0, 1)
+    }));
+    let (h, u, g) = (2.0f64, 1.5f64, 9.81f64);
+    let s = (u * u + 2.0 * g * h).sqrt();
+    for strategy in [Adjoint::Backsolve, Adjoint::Direct] {
+        let tape = Tape::<f32>::new();
+        let z0 = tape.var(Tensor::from_f64s(1, 2, &[h, u]));
+        let gv = tape.var(Tensor::scalar(g as f32));
+        let opts = Options::tsit5(1e-5f32, 1e-5).adjoint(strategy);
+        let hit = odeint_event(&tape, &f, &[z0], &[gv], 0.0, 10.0, &ground, &opts).unwrap();
+        let t = f64::from(hit.t.item());
+        assert!((t - (u + s) / g).abs() < 1e-5, "{strategy:?}: t* = {t}");
+        let gr = tape.grad(hit.t, &[z0]).unwrap();
+        let (dh, du) = (f64::from(gr[0].get(0, 0)), f64::from(gr[0].get(0, 1)));
+        assert!((dh - 1.0 / s).abs() < 1e-4 && (du - (1.0 + u / s) / g).abs() < 1e-4);
+    }
+}
