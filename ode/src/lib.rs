@@ -58,7 +58,7 @@ pub use dynamics::{dynamics, Dynamics};
 pub use error::OdeError;
 pub use odeint::{odeint, OdeSolution, OdeStats, Times};
 pub use options::{
-    Adjoint, AdjointOptions, Controller, Method, Options, Scheme, SolveOptions, Stepping,
+    Adjoint, AdjointOptions, Controller, Method, Norm, Options, Scheme, SolveOptions, Stepping,
 };
 pub use solve::{solve, Solution, Stats, DENSE_JACOBIAN_MAX};
 pub use tableau::{SdirkTableau, Tableau};
