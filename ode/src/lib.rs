@@ -65,7 +65,7 @@ pub use odeint::{
     OdeStats, Times,
 };
 pub use options::{
-    Adjoint, AdjointOptions, Controller, Method, Options, Scheme, SolveOptions, Stepping,
+    Adjoint, AdjointOptions, Controller, Method, Norm, Options, Scheme, SolveOptions, Stepping,
 };
 pub use solve::{
     solve, solve_dense, DenseError, DenseSolution, Solution, Stats, DENSE_JACOBIAN_MAX,

@@ -45,9 +45,15 @@ pub enum Adjoint {
 pub struct AdjointOptions<E> {
     /// How [`odeint`](crate::odeint())'s VJP is computed.
     pub strategy: Adjoint,
-    /// Leave the parameter-gradient channels of the adjoint out of its error control
-    /// (Kidger, Chen & Lyons 2021, "Hey, that's not an ODE"): fewer backward steps, same
-    /// accuracy of the state and adjoint.
+    /// Leave the parameter-gradient channels `a_θ` of the adjoint out of its error control
+    /// (Kidger, Chen & Lyons 2021, "Hey, that's not an ODE"): nothing feeds back from them
+    /// into `z` or `a`, so their local errors do not compound and need not restrict the step.
+    ///
+    /// With the default [`Norm::ChannelMax`](crate::Norm::ChannelMax) (the largest channel's
+    /// RMS error) the norm of every step with `a_θ` left out is the full norm restricted to
+    /// `z` and `a`, never larger: each step the full norm accepts is accepted, and the state
+    /// and adjoint keep their accuracy. Under [`Norm::Rms`](crate::Norm::Rms) leaving the many
+    /// small `a_θ` errors out of one joint mean can raise the norm and cost steps.
     pub seminorm: bool,
     /// Separate solve options for the adjoint solves; `None` reuses the forward solve's.
     /// Their error channels are ignored: the adjoint system's channels are controlled as its

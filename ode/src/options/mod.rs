@@ -20,7 +20,7 @@ use autodiff::Element;
 pub use adjoint::{Adjoint, AdjointOptions};
 pub use controller::Controller;
 pub use method::{Method, Scheme, Stepping};
-pub use solve::SolveOptions;
+pub use solve::{Norm, SolveOptions};
 
 use crate::OdeError;
 
@@ -147,6 +147,8 @@ impl<E: Element> Options<E> {
         record_step_states(on: bool);
         /// Sets the step-size controller of adaptive solves (see [`Controller`]).
         controller(controller: Controller);
+        /// Sets how the errors of the controlled channels are combined (see [`Norm`]).
+        norm(norm: Norm);
     }
 
     /// The strategy of [`odeint`](crate::odeint())'s VJP.

@@ -6,6 +6,25 @@ use super::controller::Controller;
 use super::method::{Method, Stepping};
 use crate::OdeError;
 
+/// How the scaled errors of a step's entries are combined into the one number the step-size
+/// controller compares with 1 (each entry's error divided by `atol + rtol · |state|`).
+///
+/// The two differ only for a state of several channels under error control: on a single
+/// channel they are the same number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Norm {
+    /// The largest of the channels' RMS errors, each channel's RMS taken over its own entries
+    /// (torchdiffeq's norm for a tuple state). A channel with a small error cannot hide a
+    /// large error elsewhere, and leaving channels out of error control (the seminorm of the
+    /// adjoint, quadrature channels) can only lower the norm (Kidger, Chen & Lyons 2021).
+    #[default]
+    ChannelMax,
+    /// One RMS over all entries of the controlled channels (Hairer, Nørsett & Wanner 1993,
+    /// eq. II.4.11). A large channel of small errors dilutes the others, and leaving it out
+    /// can raise the norm.
+    Rms,
+}
+
 /// The settings of [`solve`](crate::solve): method, stepping, tolerances, step bounds, error
 /// channels and recording. [`Options`](crate::Options) combines them with the adjoint's
 /// settings for [`odeint`](crate::odeint()); a plain solve reads only these.
@@ -46,6 +65,9 @@ pub struct SolveOptions<E> {
     pub record_step_states: bool,
     /// How adaptive steps are chosen from the error estimates ([`Controller::pi`] unless set).
     pub controller: Controller,
+    /// How the errors of the controlled channels are combined ([`Norm::ChannelMax`] unless
+    /// set).
+    pub norm: Norm,
 }
 
 impl<E: Element> SolveOptions<E> {
@@ -65,6 +87,7 @@ impl<E: Element> SolveOptions<E> {
             record_steps: false,
             record_step_states: false,
             controller: Controller::default(),
+            norm: Norm::default(),
         }
     }
 
@@ -173,6 +196,12 @@ impl<E: Element> SolveOptions<E> {
     /// Sets the step-size controller of adaptive solves.
     pub fn controller(mut self, controller: Controller) -> Self {
         self.controller = controller;
+        self
+    }
+
+    /// Sets how the errors of the controlled channels are combined.
+    pub fn norm(mut self, norm: Norm) -> Self {
+        self.norm = norm;
         self
     }
 
