@@ -61,4 +61,4 @@ pub use options::{
     Adjoint, AdjointOptions, Controller, Method, Options, Scheme, SolveOptions, Stepping,
 };
 pub use solve::{solve, Solution, Stats, DENSE_JACOBIAN_MAX};
-pub use tableau::{SdirkTableau, Tableau};
+pub use tableau::{EsdirkTableau, SdirkTableau, Tableau};
