@@ -183,6 +183,14 @@ impl<E: Element> Sdirk<E> {
             }
             combine(&mut self.base, y, h, &tab.a[i][..i], &self.k);
             let ti = t + h * E::from_f64(tab.c[i]);
+            // Predictor Y⁰ = base + hγ k_{i−1}: the previous stage derivative (f₀ before the
+            // first stage) stands in for k_i.
+            let hg = h * E::from_f64(tab.gamma);
+            let prev = if i == 0 { &self.f0 } else { &self.k[i - 1] };
+            for ((yv, b), p) in self.ys.iter_mut().zip(&self.base).zip(prev) {
+                yv.copy_from(b);
+                yv.axpy(hg, p);
+            }
             match self.newton(ev, ti, norm, stats) {
                 Outcome::Done(_) => {}
                 other => return other,

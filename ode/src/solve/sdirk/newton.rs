@@ -68,8 +68,8 @@ impl<E: Element> Sdirk<E> {
         gm.solve(&mut op, &self.r, &mut self.dx, 1e-10, 500);
     }
 
-    /// Runs the simplified Newton iteration of a stage at time `ti` from `Y = base`; leaves `Y`
-    /// in `self.ys`.
+    /// Runs the simplified Newton iteration of a stage at time `ti` from the predictor in
+    /// `self.ys`; leaves `Y` there.
     pub(super) fn newton(
         &mut self,
         ev: &mut Evaluator<'_, '_, E>,
@@ -79,9 +79,6 @@ impl<E: Element> Sdirk<E> {
     ) -> Outcome {
         let kappa = (10.0 * f64::EPSILON / norm.rtol.max(1e-300)).max(norm.rtol.sqrt().min(0.03));
         let hg = E::from_f64(self.hg);
-        for (y, b) in self.ys.iter_mut().zip(&self.base) {
-            y.copy_from(b);
-        }
         let mut eta = self.eta.max(f64::EPSILON).powf(0.8);
         let mut prev = 0.0;
         for it in 0..MAX_ITERS {
