@@ -106,7 +106,10 @@ fn run() -> Result<(), Box<dyn Error>> {
         Method::Kvaerno3,
         Method::Kvaerno5,
     ];
-    println!("| problem | method | error | NFE | steps (rejected) | Jacobians = LU | linear solves | Newton iterations |");
+    println!(
+        "| problem | method | error | NFE | steps (rejected) | Jacobians = LU | linear solves \
+         | Newton iterations |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for p in problems() {
         let z0 = vec![Tensor::from_f64s(1, p.z0.len(), &p.z0)];

@@ -230,9 +230,9 @@ fn tolerance_ratio(m: Method, tol: f64) -> f64 {
 
 #[test]
 fn adaptive_solves_meet_their_tolerance() {
-    // Regression (SDIRK2 used to miss it 26–128×: its h³ error estimate compared two
-    // second-order formulas). The global error of a 2π oscillator stays within a few
-    // tolerances for every implicit method with an embedded pair.
+    // Regression: SDIRK2 used to miss it 171× on ode_basics' oscillator (its h³ estimate
+    // compared two second-order formulas). The global error of a 2π oscillator stays within a
+    // few tolerances for every implicit method with an embedded pair.
     for m in [Method::Sdirk2, Method::Kvaerno3, Method::Kvaerno5] {
         for tol in [1e-4, 1e-6, 1e-8] {
             let r = tolerance_ratio(m, tol);
@@ -369,5 +369,50 @@ fn gradients_through_kvaerno_match_finite_differences() {
                 check_jvp(&f, &inputs(), &check).unwrap_or_else(|e| panic!("{m} {adj:?}: {e}"));
             }
         }
+    }
+}
+
+#[test]
+fn kvaerno_runs_matrix_free_on_large_systems_and_in_f32() {
+    // The semi-discrete heat equation u' = L u on n = 2·64 + 2 points (beyond the dense
+    // Jacobian limit, so GMRES with JVPs): a sine mode decays with its eigenvalue.
+    let n = 2 * ode::DENSE_JACOBIAN_MAX + 2;
+    let dx = 1.0 / (n + 1) as f64;
+    let f = dynamics::<f64, _>(move |tape, _t, z, _p| {
+        // (u_{i−1} − 2u_i + u_{i+1}) / dx² with zero boundary values.
+        let zero = tape.zeros(1, 1);
+        let left = tape.concat_cols(&[zero, z[0].slice_cols(0, n - 1)]);
+        let right = tape.concat_cols(&[z[0].slice_cols(1, n), zero]);
+        vec![(left + right - z[0] * 2.0) * (1.0 / (dx * dx))]
+    });
+    let pi = std::f64::consts::PI;
+    let mode = Tensor::from_fn(1, n, |_, i| (pi * (i + 1) as f64 * dx).sin());
+    let lambda = -4.0 / (dx * dx) * (pi * dx / 2.0).sin().powi(2);
+    let t1 = 0.05;
+    for m in [Method::Kvaerno3, Method::Kvaerno5] {
+        let opts = Options::new(m).rtol(1e-6).atol(1e-8);
+        let sol = solve(&f, std::slice::from_ref(&mode), &[], &[0.0, t1], &opts).unwrap();
+        let mut want = mode.clone();
+        want.scale((lambda * t1).exp());
+        let err = sol.last()[0].max_abs_diff(&want);
+        assert!(err < 1e-5, "{m}: error {err:e}");
+        // Explicit methods need ~1000 steps here (|λ_max| ≈ 6.8·10⁴); the accuracy of the
+        // slow mode decides the implicit step.
+        assert!(sol.stats.accepted < 100, "{m}: {:?}", sol.stats);
+    }
+    // f32: the stiff Prothero–Robinson problem at rtol 1e-4.
+    let g = dynamics::<f32, _>(|_tape, t, z, _p| vec![(z[0] - t.cos()) * -1e5f32 - t.sin()]);
+    for m in [Method::Kvaerno3, Method::Kvaerno5] {
+        let opts = Options::<f32>::new(m).rtol(1e-4).atol(1e-4);
+        let sol = solve(
+            &g,
+            &[Tensor::from_f64s(1, 1, &[1.0])],
+            &[],
+            &[0.0, 3.0],
+            &opts,
+        )
+        .unwrap();
+        let err = (sol.last()[0].item() - 3f32.cos()).abs();
+        assert!(err < 1e-3, "{m} (f32): error {err:e}");
     }
 }

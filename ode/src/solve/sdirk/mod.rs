@@ -30,9 +30,10 @@ pub const DENSE_JACOBIAN_MAX: usize = 64;
 /// Section IV.8): for a total state size `N ≤` [`DENSE_JACOBIAN_MAX`] the Jacobian is built
 /// column by column from `N` JVPs on the tape and `I − hγJ` is LU-factored; for larger `N`,
 /// `(I − hγJ) x = r` is solved by restarted GMRES whose matrix-vector products are JVPs, so
-/// the Jacobian is never formed. Every stage solves `Y = base + hγ f(t + c h, Y)` from
-/// `Y = base`, stopping when `η ‖ΔY‖ ≤ κ` with `η = θ/(1 − θ)` from the contraction rate `θ`
-/// and `κ = max(10ε/rtol, min(0.03, √rtol))` (the RADAU5 choice); `θ ≥ 1` or 10 iterations
+/// the Jacobian is never formed. Every stage solves `Y = base + hγ f(t + c h, Y)` from the
+/// predictor `Y = base + hγ k_{i−1}` (`f₀` before the first stage), stopping when
+/// `η ‖ΔY‖ ≤ κ` with `η = θ/(1 − θ)` from the contraction rate `θ` and
+/// `κ = max(10ε/rtol, min(0.03, √rtol))` (the RADAU5 choice); `θ ≥ 1` or 10 iterations
 /// without convergence is a Newton failure. The explicit first stage of an ESDIRK method is
 /// `f(t₀, y₀)`, which the linearisation evaluates anyway.
 ///
