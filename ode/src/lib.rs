@@ -70,4 +70,4 @@ pub use options::{
 pub use solve::{
     solve, solve_dense, DenseError, DenseSolution, Solution, Stats, DENSE_JACOBIAN_MAX,
 };
-pub use tableau::{SdirkTableau, Tableau};
+pub use tableau::{EsdirkTableau, SdirkTableau, Tableau};

@@ -3,7 +3,10 @@
 //! A plain solve of each save interval chooses the accepted steps; they are then replayed as
 //! Runge–Kutta steps written with tape ops, so reverse and forward mode differentiate the
 //! discrete solution exactly (step sizes are held fixed as fractions of the interval, so a
-//! time given as a variable still receives its gradient through the step lengths).
+//! time given as a variable still receives its gradient through the step lengths). Steps of
+//! the implicit methods are recorded by the implicit function theorem (see [`implicit`]).
+
+mod implicit;
 
 use std::rc::Rc;
 
@@ -27,12 +30,8 @@ pub(crate) fn odeint_direct<'t, E: Element>(
 ) -> autodiff::Result<OdeSolution<'t, E>> {
     let wrap = |e: OdeError| autodiff::Error::new("odeint (direct)", e);
     let _phase = stats.enter(FORWARD);
-    let tab = opts.method.tableau().ok_or_else(|| {
-        wrap(OdeError::InvalidOptions(
-            "the Direct adjoint replays explicit Runge–Kutta steps; choose an explicit method"
-                .into(),
-        ))
-    })?;
+    let tab = opts.method.tableau();
+    let dirk = opts.method.dirk();
     let tv: Vec<E> = match times {
         Times::Values(v) => v.clone(),
         Times::Vars(v) => v.iter().map(|t| t.item()).collect(),
@@ -73,10 +72,16 @@ pub(crate) fn odeint_direct<'t, E: Element>(
         for &s in &fracs {
             let t = t_a + width * E::from_f64(prev);
             let h = width * E::from_f64(s - prev);
-            let (znew, klast) = rk_step(f, tab, t, h, &z, params, k1.take())?;
-            z = znew;
-            if tab.fsal {
-                k1 = Some(klast);
+            match (tab, &dirk) {
+                (Some(tab), _) => {
+                    let (znew, klast) = rk_step(f, tab, t, h, &z, params, k1.take())?;
+                    z = znew;
+                    if tab.fsal {
+                        k1 = Some(klast);
+                    }
+                }
+                (None, Some(d)) => z = implicit::dirk_step(f, d, t, h, &z, params, &theta_vals)?,
+                (None, None) => unreachable!("every method is explicit or diagonally implicit"),
             }
             prev = s;
         }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::tableau::{self, SdirkTableau, Tableau};
+use crate::tableau::{self, Dirk, EsdirkTableau, SdirkTableau, Tableau};
 
 /// The integration method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,8 +25,15 @@ pub enum Method {
     Dopri8,
     /// Implicit Euler, L-stable, order 1.
     ImplicitEuler,
-    /// Alexander's L-stable two-stage SDIRK, order 2.
+    /// Alexander's L-stable two-stage SDIRK, order 2, with a first-order embedded estimate.
     Sdirk2,
+    /// Kværnø's L-stable ESDIRK 3(2) (diffrax's `Kvaerno3`): four stages, the first explicit,
+    /// three Newton solves per step; cubic Hermite dense output.
+    Kvaerno3,
+    /// Kværnø's L-stable ESDIRK 5(4) (diffrax's `Kvaerno5`): seven stages, the first explicit,
+    /// six Newton solves per step. Its dense output is cubic Hermite, less accurate than the
+    /// method, so adaptive steps end on every save time.
+    Kvaerno5,
 }
 
 /// Which tableau a method runs.
@@ -36,11 +43,14 @@ pub enum Scheme {
     Explicit(&'static Tableau),
     /// A singly diagonally implicit method solved by Newton iterations.
     Implicit(&'static SdirkTableau),
+    /// A singly diagonally implicit method with an explicit first stage, solved by Newton
+    /// iterations.
+    Esdirk(&'static EsdirkTableau),
 }
 
 impl Method {
     /// Every method, explicit ones first.
-    pub const ALL: [Method; 10] = [
+    pub const ALL: [Method; 12] = [
         Method::Euler,
         Method::Midpoint,
         Method::Heun,
@@ -51,6 +61,8 @@ impl Method {
         Method::Dopri8,
         Method::ImplicitEuler,
         Method::Sdirk2,
+        Method::Kvaerno3,
+        Method::Kvaerno5,
     ];
 
     /// The tableau this method runs.
@@ -66,6 +78,8 @@ impl Method {
             Method::Dopri8 => Scheme::Explicit(&tableau::DOPRI8),
             Method::ImplicitEuler => Scheme::Implicit(&tableau::IMPLICIT_EULER),
             Method::Sdirk2 => Scheme::Implicit(&tableau::SDIRK2),
+            Method::Kvaerno3 => Scheme::Esdirk(&tableau::KVAERNO3),
+            Method::Kvaerno5 => Scheme::Esdirk(&tableau::KVAERNO5),
         }
     }
 
@@ -73,7 +87,16 @@ impl Method {
     pub fn tableau(self) -> Option<&'static Tableau> {
         match self.scheme() {
             Scheme::Explicit(t) => Some(t),
-            Scheme::Implicit(_) => None,
+            Scheme::Implicit(_) | Scheme::Esdirk(_) => None,
+        }
+    }
+
+    /// The diagonally implicit method this runs, or `None` for the explicit methods.
+    pub(crate) fn dirk(self) -> Option<Dirk> {
+        match self.scheme() {
+            Scheme::Explicit(_) => None,
+            Scheme::Implicit(t) => Some(t.into()),
+            Scheme::Esdirk(t) => Some(t.into()),
         }
     }
 
@@ -82,6 +105,7 @@ impl Method {
         match self.scheme() {
             Scheme::Explicit(t) => t.order,
             Scheme::Implicit(t) => t.order,
+            Scheme::Esdirk(t) => t.order,
         }
     }
 
@@ -91,12 +115,13 @@ impl Method {
         match self.scheme() {
             Scheme::Explicit(t) => t.error_order,
             Scheme::Implicit(t) => Some(t.error_order),
+            Scheme::Esdirk(t) => Some(t.error_order),
         }
     }
 
     /// `true` for the implicit (Newton-solved) methods.
     pub fn is_implicit(self) -> bool {
-        matches!(self.scheme(), Scheme::Implicit(_))
+        matches!(self.scheme(), Scheme::Implicit(_) | Scheme::Esdirk(_))
     }
 
     /// Short name ("dopri5").
@@ -104,6 +129,7 @@ impl Method {
         match self.scheme() {
             Scheme::Explicit(t) => t.name,
             Scheme::Implicit(t) => t.name,
+            Scheme::Esdirk(t) => t.name,
         }
     }
 }

@@ -35,6 +35,7 @@ use erk::Erk;
 use evaluator::Evaluator;
 use fixed::fixed;
 use norm::ErrorNorm;
+pub(crate) use sdirk::solve_stage;
 use sdirk::Sdirk;
 pub use sdirk::DENSE_JACOBIAN_MAX;
 use stepper::Stepper;
@@ -269,7 +270,8 @@ fn solve_impl<E: Element>(
     if times.len() > 1 {
         let mut stepper: Box<dyn Stepper<E> + '_> = match opts.method.scheme() {
             Scheme::Explicit(tab) => Box::new(Erk::new(tab, z0)),
-            Scheme::Implicit(tab) => Box::new(Sdirk::new(tab, z0)),
+            Scheme::Implicit(tab) => Box::new(Sdirk::new(tab.into(), z0)),
+            Scheme::Esdirk(tab) => Box::new(Sdirk::new(tab.into(), z0)),
         };
         let norm = ErrorNorm::new(opts, z0.len());
         match opts.stepping {

@@ -1,24 +1,31 @@
 //! Butcher tableaux as data, and their validation (row sums, weights, order conditions).
 //!
-//! Explicit methods are [`Tableau`]s run by one generic stepper; the two implicit (SDIRK)
-//! methods are [`SdirkTableau`]s run by the Newton stepper. Every constant cites its source;
-//! [`Tableau::validate`] and [`SdirkTableau::validate`] check the numbers, including the
+//! Explicit methods are [`Tableau`]s run by one generic stepper; the implicit methods are
+//! [`SdirkTableau`]s and [`EsdirkTableau`]s (explicit first stage) run by the Newton stepper.
+//! Every constant cites its source; [`Tableau::validate`], [`SdirkTableau::validate`] and
+//! [`EsdirkTableau::validate`] check the numbers, including the
 //! order conditions of every rooted tree up to the claimed order (Butcher 1963; Hairer,
 //! Nørsett & Wanner 1993, Section II.2), for claims up to [`MAX_CHECKED_ORDER`].
 //!
 //! Files: `explicit` holds Euler to Tsitouras 5(4), `dop853` the 12-stage DOP853 pair,
-//! `implicit` the SDIRK methods; `validate` checks a tableau's numbers against the rooted trees
-//! that `order_conditions` walks.
+//! `implicit` the SDIRK methods, `esdirk` the ESDIRK type and `kvaerno` Kværnø's pairs;
+//! `validate` checks a tableau's numbers against the rooted trees that `order_conditions`
+//! walks.
 
 mod dop853;
+mod esdirk;
 mod explicit;
 mod implicit;
+mod kvaerno;
 mod order_conditions;
 mod validate;
 
 pub use dop853::DOPRI8;
+pub(crate) use esdirk::Dirk;
+pub use esdirk::EsdirkTableau;
 pub use explicit::{BOSH3, DOPRI5, EULER, HEUN, MIDPOINT, RK4, TSIT5};
 pub use implicit::{IMPLICIT_EULER, SDIRK2};
+pub use kvaerno::{KVAERNO3, KVAERNO5};
 pub use order_conditions::{order_residual, tree_counts, MAX_CHECKED_ORDER};
 
 /// The terms `(j, w_j)` that enter a stage combination `Σ_j w_j k_j` with the weights `w` (a

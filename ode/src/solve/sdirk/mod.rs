@@ -1,4 +1,12 @@
-//! The Newton stepper of the singly diagonally implicit methods.
+//! The Newton stepper of the diagonally implicit methods: SDIRK (implicit Euler, SDIRK2) and
+//! ESDIRK with an explicit first stage (Kværnø's 3(2) and 5(4)).
+//!
+//! Files: this one attempts steps behind the [`Stepper`] interface, `newton` holds the stage
+//! iteration and the linear solves, `stage` the fully converged stage solve that the `Direct`
+//! strategy's replay needs.
+
+mod newton;
+mod stage;
 
 use autodiff::{Element, Tensor};
 
@@ -9,24 +17,31 @@ use super::state::{alloc_like, combine, combine_diff, finite, flatten, unflatten
 use super::stepper::{Outcome, Stepper};
 use super::Stats;
 use crate::linalg::{Gmres, Lu};
-use crate::tableau::SdirkTableau;
+use crate::tableau::Dirk;
+pub(crate) use stage::solve_stage;
 
 /// Total state size up to which implicit methods build the dense Jacobian from `N` JVPs and
 /// solve with LU; above it they use matrix-free GMRES with one JVP per Krylov vector.
 pub const DENSE_JACOBIAN_MAX: usize = 64;
 
-/// Newton stepper for the SDIRK methods.
+/// Newton stepper for the diagonally implicit methods.
 ///
 /// Each step linearises once at `(t₀, y₀)` (simplified Newton, Hairer & Wanner 1996,
 /// Section IV.8): for a total state size `N ≤` [`DENSE_JACOBIAN_MAX`] the Jacobian is built
 /// column by column from `N` JVPs on the tape and `I − hγJ` is LU-factored; for larger `N`,
 /// `(I − hγJ) x = r` is solved by restarted GMRES whose matrix-vector products are JVPs, so
-/// the Jacobian is never formed. Every stage solves `Y = base + hγ f(t + c h, Y)` from
-/// `Y = base`, stopping when `η ‖ΔY‖ ≤ κ` with `η = θ/(1 − θ)` from the contraction rate `θ`
-/// and `κ = max(10ε/rtol, min(0.03, √rtol))` (the RADAU5 choice); `θ ≥ 1` or 10 iterations
-/// without convergence is a Newton failure.
+/// the Jacobian is never formed. Every stage solves `Y = base + hγ f(t + c h, Y)` from the
+/// predictor `Y = base + hγ k_{i−1}` (`f₀` before the first stage), stopping when
+/// `η ‖ΔY‖ ≤ κ` with `η = θ/(1 − θ)` from the contraction rate `θ` and
+/// `κ = max(10ε/rtol, min(0.03, √rtol))` (the RADAU5 choice); `θ ≥ 1` or 10 iterations
+/// without convergence is a Newton failure. The explicit first stage of an ESDIRK method is
+/// `f(t₀, y₀)`, which the linearisation evaluates anyway.
+///
+/// The error estimate is filtered through `(I − hγJ)⁻¹` (one more back-substitution), which
+/// leaves it unchanged to leading order on non-stiff components and makes it vanish on stiff
+/// ones, where the embedded formulas are not L-stable.
 pub(super) struct Sdirk<E: Element> {
-    tab: &'static SdirkTableau,
+    tab: Dirk,
     n: usize,
     f0: Vec<Tensor<E>>,
     f0_valid: bool,
@@ -47,7 +62,7 @@ pub(super) struct Sdirk<E: Element> {
 }
 
 impl<E: Element> Sdirk<E> {
-    pub(super) fn new(tab: &'static SdirkTableau, z0: &[Tensor<E>]) -> Self {
+    pub(super) fn new(tab: Dirk, z0: &[Tensor<E>]) -> Self {
         let n: usize = z0.iter().map(|z| z.len()).sum();
         let dense = n <= DENSE_JACOBIAN_MAX;
         Sdirk {
@@ -71,129 +86,6 @@ impl<E: Element> Sdirk<E> {
             hg: 0.0,
         }
     }
-
-    /// Linearises at `(t, y)` and prepares solves with `I − hγJ`. `false` if singular.
-    fn prepare(
-        &mut self,
-        ev: &mut Evaluator<'_, '_, E>,
-        t: E,
-        y: &[Tensor<E>],
-        h: f64,
-        stats: &mut Stats,
-    ) -> bool {
-        ev.linearize(t, y, &mut self.f0);
-        self.f0_valid = true;
-        stats.njac += 1;
-        self.hg = h * self.tab.gamma;
-        let n = self.n;
-        if let Some(lu) = &mut self.lu {
-            for j in 0..n {
-                self.col.fill(0.0);
-                self.col[j] = 1.0;
-                ev.jvp(&self.col, &mut self.r);
-                for i in 0..n {
-                    self.jac[i * n + j] = self.r[i];
-                }
-            }
-            let m = lu.matrix_mut();
-            for i in 0..n {
-                for j in 0..n {
-                    m[i * n + j] = if i == j { 1.0 } else { 0.0 } - self.hg * self.jac[i * n + j];
-                }
-            }
-            return lu.factor();
-        }
-        true
-    }
-
-    /// Solves `(I − hγJ) dx = r` in place of `self.dx`.
-    fn lin_solve(&mut self, ev: &mut Evaluator<'_, '_, E>, stats: &mut Stats) {
-        stats.linear_solves += 1;
-        if let Some(lu) = &self.lu {
-            self.dx.copy_from_slice(&self.r);
-            lu.solve(&mut self.dx);
-            return;
-        }
-        let hg = self.hg;
-        let gm = self.gmres.as_mut().expect("dense or matrix-free");
-        let mut op = |v: &[f64], out: &mut [f64]| {
-            ev.jvp(v, out);
-            for (o, x) in out.iter_mut().zip(v) {
-                *o = x - hg * *o;
-            }
-        };
-        gm.solve(&mut op, &self.r, &mut self.dx, 1e-10, 500);
-    }
-
-    /// Runs the Newton iteration of stage `i`; leaves `Y` in `self.ys`.
-    fn newton(
-        &mut self,
-        ev: &mut Evaluator<'_, '_, E>,
-        ti: E,
-        norm: &ErrorNorm,
-        stats: &mut Stats,
-    ) -> Outcome {
-        let kappa = (10.0 * f64::EPSILON / norm.rtol.max(1e-300)).max(norm.rtol.sqrt().min(0.03));
-        let hg = E::from_f64(self.hg);
-        for (y, b) in self.ys.iter_mut().zip(&self.base) {
-            y.copy_from(b);
-        }
-        let mut eta = self.eta.max(f64::EPSILON).powf(0.8);
-        let mut prev = 0.0;
-        for it in 0..10 {
-            stats.newton_iters += 1;
-            ev.eval(ti, &self.ys, &mut self.fs);
-            if !finite(&self.fs) {
-                return Outcome::NonFinite;
-            }
-            // r = base + hγ f(Y) − Y
-            let mut off = 0;
-            for ch in 0..self.ys.len() {
-                let (y, b, f) = (
-                    self.ys[ch].as_slice(),
-                    self.base[ch].as_slice(),
-                    self.fs[ch].as_slice(),
-                );
-                for i in 0..y.len() {
-                    self.r[off + i] = (b[i] + hg * f[i] - y[i]).to_f64();
-                }
-                off += y.len();
-            }
-            self.lin_solve(ev, stats);
-            let mut sum = 0.0;
-            let mut off = 0;
-            for y in &mut self.ys {
-                for (i, v) in y.as_mut_slice().iter_mut().enumerate() {
-                    let d = self.dx[off + i];
-                    *v += E::from_f64(d);
-                    let sc = norm.atol + norm.rtol * v.to_f64().abs();
-                    sum += (d / sc) * (d / sc);
-                }
-                off += y.len();
-            }
-            let nd = if self.n == 0 {
-                0.0
-            } else {
-                (sum / self.n as f64).sqrt()
-            };
-            if !nd.is_finite() {
-                return Outcome::NewtonFailed;
-            }
-            if it > 0 {
-                let theta = nd / prev;
-                if theta >= 1.0 {
-                    return Outcome::NewtonFailed;
-                }
-                eta = theta / (1.0 - theta);
-            }
-            if eta * nd <= kappa || nd == 0.0 {
-                self.eta = eta;
-                return Outcome::Done(0.0);
-            }
-            prev = nd;
-        }
-        Outcome::NewtonFailed
-    }
 }
 
 impl<E: Element> Stepper<E> for Sdirk<E> {
@@ -202,7 +94,9 @@ impl<E: Element> Stepper<E> for Sdirk<E> {
     }
 
     fn dense_ok(&self) -> bool {
-        true
+        // Cubic Hermite is third-order accurate: as accurate as methods up to order 3; for
+        // higher orders the driver lands on every save time instead.
+        self.tab.order <= 3
     }
 
     fn error_exponent(&self) -> f64 {
@@ -282,8 +176,22 @@ impl<E: Element> Sdirk<E> {
         let tab = self.tab;
         let inv_hg = E::ONE / (h * E::from_f64(tab.gamma));
         for i in 0..tab.stages() {
+            if !tab.implicit_stage(i) {
+                for (k, f) in self.k[i].iter_mut().zip(&self.f0) {
+                    k.copy_from(f);
+                }
+                continue;
+            }
             combine(&mut self.base, y, h, &tab.a[i][..i], &self.k);
             let ti = t + h * E::from_f64(tab.c[i]);
+            // Predictor Y⁰ = base + hγ k_{i−1}: the previous stage derivative (f₀ before the
+            // first stage) stands in for k_i.
+            let hg = h * E::from_f64(tab.gamma);
+            let prev = if i == 0 { &self.f0 } else { &self.k[i - 1] };
+            for ((yv, b), p) in self.ys.iter_mut().zip(&self.base).zip(prev) {
+                yv.copy_from(b);
+                yv.axpy(hg, p);
+            }
             match self.newton(ev, ti, norm, stats) {
                 Outcome::Done(_) => {}
                 other => return other,
