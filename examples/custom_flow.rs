@@ -92,7 +92,12 @@ impl SinusoidalField {
 }
 
 impl<E: Element> VectorField<E> for SinusoidalField {
-    fn eval<'t>(&self, p: &[Var<'t, E>], t: Var<'t, E>, z: Var<'t, E>) -> Var<'t, E> {
+    fn eval<'t>(
+        &self,
+        t: Var<'t, E>,
+        z: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>> {
         let tape = z.tape();
         let n = z.shape().0;
         let mut cols = vec![z];
@@ -102,7 +107,7 @@ impl<E: Element> VectorField<E> for SinusoidalField {
             cols.push(wt.cos().broadcast_to(n, 1));
         }
         let h = (tape.concat_cols(&cols).matmul(p[self.idx[0]]) + p[self.idx[1]]).tanh();
-        h.matmul(p[self.idx[2]]) + z.matmul(p[self.idx[3]])
+        Ok(h.matmul(p[self.idx[2]]) + z.matmul(p[self.idx[3]]))
     }
 }
 
@@ -114,13 +119,11 @@ impl<E: Element> Channel<E> for TimeSmoothness {
         "time_smoothness".into()
     }
 
-    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> autodiff::Result<Var<'t, E>> {
         let tape = x.f.tape();
         let one = tape.scalar(E::ONE);
-        let ft = tape
-            .jvp(&[x.f], &[x.t], &[one])
-            .expect("a JVP of tape primitives cannot fail")[0];
-        ft.square().sum_axis(1)
+        let ft = tape.jvp(&[x.f], &[x.t], &[one])?[0];
+        Ok(ft.square().sum_axis(1))
     }
 }
 

@@ -89,7 +89,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
 
     // The true trajectory, from a tight Dopri8 solve.
     let a = Tensor::from_f64s(2, 2, &[-0.1, 2.0, -2.0, -0.1]);
-    let truth = dynamics::<f64, _>(|_tape, _t, z, p| vec![z[0].powi(3).matmul(p[0])]);
+    let truth = dynamics::<f64, _>(|_tape, _t, z, p| Ok(vec![z[0].powi(3).matmul(p[0])]));
     let times: Vec<f64> = (0..N_OBS)
         .map(|i| T_END * i as f64 / (N_OBS - 1) as f64)
         .collect();
@@ -110,7 +110,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let mut params = Params::<f64>::new();
     let net = Mlp::new(&mut params, "net", &[2, 50, 2], Act::Tanh, &mut rng);
     let model: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(move |_tape, _t, z, p| {
-        vec![net.forward(p, z[0].powi(3))]
+        Ok(vec![net.forward(p, z[0].powi(3))])
     }));
     let opts = Options::dopri5(args.tol, args.tol)
         .adjoint(Adjoint::Backsolve)

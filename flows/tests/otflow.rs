@@ -77,10 +77,10 @@ fn structured_gradient_and_laplacian_equal_autodiff() {
         let x = tape.var(Tensor::randn(n, d, &mut rng));
         let t = tape.var(random_time(n, &mut rng));
 
-        let (g, lap) = net.gradient_laplacian(&p, x, t);
-        let (g_ad, lap_ad) = autodiff_gradient_laplacian(&net, &p, x, t);
-        let g_only = net.gradient(&p, x, t);
-        let g_vjp = autodiff_gradient(&net, &p, x, t);
+        let (g, lap) = net.gradient_laplacian(t, x, &p).unwrap();
+        let (g_ad, lap_ad) = autodiff_gradient_laplacian(&net, t, x, &p).unwrap();
+        let g_only = net.gradient(t, x, &p).unwrap();
+        let g_vjp = autodiff_gradient(&net, t, x, &p).unwrap();
         let diff = |a: Var<'_, f64>, b: Var<'_, f64>| a.value().max_abs_diff(&b.value());
         let label = format!("d = {d}, m = {m}, M = {layers}");
         assert_eq!(g.grad_x.shape(), (n, d), "{label}");
@@ -136,8 +136,8 @@ fn zero_resnet_weights_leave_the_quadratic_potential() {
     let tape = Tape::<f64>::new();
     let p = params.vars(&tape);
     let (x, t) = (tape.var(xs.clone()), tape.var(ts.clone()));
-    let (g, lap) = net.gradient_laplacian(&p, x, t);
-    let phi = net.phi(&p, x, t).value();
+    let (g, lap) = net.gradient_laplacian(t, x, &p).unwrap();
+    let phi = net.phi(t, x, &p).unwrap().value();
 
     // Closed form: with N ≡ σ(0)(1 + h(M−1)) = 2 ln 2, Φ = 2 ln 2 Σw + ½‖As‖² + cᵀs + c₀,
     // ∇Φ = AᵀA s + c, tr ∇²ₓΦ = Σ_{k<d} ‖A_{:,k}‖².
@@ -174,8 +174,13 @@ struct HjbSolution {
 }
 
 impl Potential<f64> for HjbSolution {
-    fn phi<'t>(&self, _p: &[Var<'t, f64>], x: Var<'t, f64>, t: Var<'t, f64>) -> Var<'t, f64> {
-        x.row_sq_norm() / (t + self.t0) * -0.5
+    fn phi<'t>(
+        &self,
+        t: Var<'t, f64>,
+        x: Var<'t, f64>,
+        _p: &[Var<'t, f64>],
+    ) -> autodiff::Result<Var<'t, f64>> {
+        Ok(x.row_sq_norm() / (t + self.t0) * -0.5)
     }
 }
 

@@ -28,23 +28,37 @@ pub struct PotentialGrad<'t, E: Element> {
 /// on the tape ([`autodiff_gradient`], [`autodiff_gradient_laplacian`]); an implementation
 /// with structure to exploit overrides them (as [`OtPotential`] does). Either way the results
 /// must be recorded with tape operations, so that training can differentiate them again.
+///
+/// Arguments come in the order of [`ode::Dynamics::eval`] and
+/// [`VectorField::eval`](crate::flow::VectorField::eval): time, state, parameters; results
+/// are [`autodiff::Result`]s, so the `vjp`/`jvp` of the autodiff-derived defaults propagate.
 pub trait Potential<E: Element> {
     /// Φ(x, t) per row (`n × 1`).
-    fn phi<'t>(&self, p: &[Var<'t, E>], x: Var<'t, E>, t: Var<'t, E>) -> Var<'t, E>;
+    fn phi<'t>(
+        &self,
+        t: Var<'t, E>,
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>>;
 
     /// ∇ₓΦ and ∂ₜΦ per row.
-    fn gradient<'t>(&self, p: &[Var<'t, E>], x: Var<'t, E>, t: Var<'t, E>) -> PotentialGrad<'t, E> {
-        autodiff_gradient(self, p, x, t)
+    fn gradient<'t>(
+        &self,
+        t: Var<'t, E>,
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<PotentialGrad<'t, E>> {
+        autodiff_gradient(self, t, x, p)
     }
 
     /// ∇ₓΦ, ∂ₜΦ and the Laplacian tr ∇²ₓΦ (`n × 1`, over the space components only).
     fn gradient_laplacian<'t>(
         &self,
-        p: &[Var<'t, E>],
-        x: Var<'t, E>,
         t: Var<'t, E>,
-    ) -> (PotentialGrad<'t, E>, Var<'t, E>) {
-        autodiff_gradient_laplacian(self, p, x, t)
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<(PotentialGrad<'t, E>, Var<'t, E>)> {
+        autodiff_gradient_laplacian(self, t, x, p)
     }
 }
 
@@ -61,13 +75,13 @@ fn check_xt<E: Element>(op: &str, x: Var<'_, E>, t: Var<'_, E>) -> (usize, usize
 
 fn grad_impl<'t, E: Element, P: Potential<E> + ?Sized>(
     pot: &P,
-    p: &[Var<'t, E>],
-    x: Var<'t, E>,
     t: Var<'t, E>,
-) -> (Var<'t, E>, PotentialGrad<'t, E>) {
+    x: Var<'t, E>,
+    p: &[Var<'t, E>],
+) -> autodiff::Result<PotentialGrad<'t, E>> {
     let (n, _) = check_xt("autodiff_gradient", x, t);
     let tape = x.tape();
-    let phi = pot.phi(p, x, t);
+    let phi = pot.phi(t, x, p)?;
     assert_eq!(
         phi.shape(),
         (n, 1),
@@ -75,27 +89,22 @@ fn grad_impl<'t, E: Element, P: Potential<E> + ?Sized>(
         phi.shape()
     );
     let ones = tape.full(n, 1, E::ONE);
-    let g = tape
-        .vjp(&[phi], &[ones], &[x, t])
-        .expect("vjp of a potential written with tape operations");
-    (
-        x,
-        PotentialGrad {
-            grad_x: g[0],
-            dt: g[1],
-        },
-    )
+    let g = tape.vjp(&[phi], &[ones], &[x, t])?;
+    Ok(PotentialGrad {
+        grad_x: g[0],
+        dt: g[1],
+    })
 }
 
 /// ∇ₓΦ and ∂ₜΦ by one vector-Jacobian product of Φ with a ones cotangent (rows are
 /// independent), recorded on the tape (differentiable again).
 pub fn autodiff_gradient<'t, E: Element, P: Potential<E> + ?Sized>(
     pot: &P,
-    p: &[Var<'t, E>],
-    x: Var<'t, E>,
     t: Var<'t, E>,
-) -> PotentialGrad<'t, E> {
-    grad_impl(pot, p, x, t).1
+    x: Var<'t, E>,
+    p: &[Var<'t, E>],
+) -> autodiff::Result<PotentialGrad<'t, E>> {
+    grad_impl(pot, t, x, p)
 }
 
 /// ∇Φ by [`autodiff_gradient`] and tr ∇²ₓΦ by `d` forward-over-reverse products: the JVP of the
@@ -103,11 +112,11 @@ pub fn autodiff_gradient<'t, E: Element, P: Potential<E> + ?Sized>(
 /// whose j-th entry is summed. Recorded on the tape.
 pub fn autodiff_gradient_laplacian<'t, E: Element, P: Potential<E> + ?Sized>(
     pot: &P,
-    p: &[Var<'t, E>],
-    x: Var<'t, E>,
     t: Var<'t, E>,
-) -> (PotentialGrad<'t, E>, Var<'t, E>) {
-    let (x, g) = grad_impl(pot, p, x, t);
+    x: Var<'t, E>,
+    p: &[Var<'t, E>],
+) -> autodiff::Result<(PotentialGrad<'t, E>, Var<'t, E>)> {
+    let g = grad_impl(pot, t, x, p)?;
     let tape = x.tape();
     let (n, d) = x.shape();
     let mut lap: Option<Var<'t, E>> = None;
@@ -117,16 +126,14 @@ pub fn autodiff_gradient_laplacian<'t, E: Element, P: Potential<E> + ?Sized>(
             d,
             |_, c| if c == j { E::ONE } else { E::ZERO },
         ));
-        let hj = tape
-            .jvp(&[g.grad_x], &[x], &[e])
-            .expect("jvp of a recorded gradient")[0];
+        let hj = tape.jvp(&[g.grad_x], &[x], &[e])?[0];
         let hjj = hj.slice_cols(j, j + 1);
         lap = Some(match lap {
             None => hjj,
             Some(a) => a + hjj,
         });
     }
-    (g, lap.unwrap_or_else(|| tape.zeros(n, 1)))
+    Ok((g, lap.unwrap_or_else(|| tape.zeros(n, 1))))
 }
 
 /// The OT-Flow potential Φ(s) = wᵀN(s) + ½ sᵀ(AᵀA)s + cᵀs + c₀ (see the [module docs](crate::otflow)),
@@ -299,9 +306,9 @@ impl OtPotential {
     /// The structured gradient, and the Laplacian when `laplacian` is set.
     fn structured<'t, E: Element>(
         &self,
-        p: &[Var<'t, E>],
-        x: Var<'t, E>,
         t: Var<'t, E>,
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
         laplacian: bool,
     ) -> (PotentialGrad<'t, E>, Option<Var<'t, E>>) {
         self.check_params(p);
@@ -373,7 +380,12 @@ fn sigma<E: Element>(x: Var<'_, E>) -> Var<'_, E> {
 }
 
 impl<E: Element> Potential<E> for OtPotential {
-    fn phi<'t>(&self, p: &[Var<'t, E>], x: Var<'t, E>, t: Var<'t, E>) -> Var<'t, E> {
+    fn phi<'t>(
+        &self,
+        t: Var<'t, E>,
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>> {
         self.check_params(p);
         let s = self.input(x, t);
         let h: E = self.step();
@@ -382,20 +394,25 @@ impl<E: Element> Potential<E> for OtPotential {
             u = u + sigma(u.linear(p[self.k[i]], p[self.b[i]])) * h;
         }
         let quad = s.matmul_t(p[self.a]).row_sq_norm() * E::from_f64(0.5);
-        u.matmul_t(p[self.w]) + quad + s.matmul_t(p[self.c]) + p[self.c0]
+        Ok(u.matmul_t(p[self.w]) + quad + s.matmul_t(p[self.c]) + p[self.c0])
     }
 
-    fn gradient<'t>(&self, p: &[Var<'t, E>], x: Var<'t, E>, t: Var<'t, E>) -> PotentialGrad<'t, E> {
-        self.structured(p, x, t, false).0
+    fn gradient<'t>(
+        &self,
+        t: Var<'t, E>,
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<PotentialGrad<'t, E>> {
+        Ok(self.structured(t, x, p, false).0)
     }
 
     fn gradient_laplacian<'t>(
         &self,
-        p: &[Var<'t, E>],
-        x: Var<'t, E>,
         t: Var<'t, E>,
-    ) -> (PotentialGrad<'t, E>, Var<'t, E>) {
-        let (g, lap) = self.structured(p, x, t, true);
-        (g, lap.expect("requested"))
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<(PotentialGrad<'t, E>, Var<'t, E>)> {
+        let (g, lap) = self.structured(t, x, p, true);
+        Ok((g, lap.expect("requested")))
     }
 }

@@ -116,7 +116,7 @@ impl<E: Element> Dynamics<E> for Counted<E> {
         t: Var<'t, E>,
         z: &[Var<'t, E>],
         params: &[Var<'t, E>],
-    ) -> Vec<Var<'t, E>> {
+    ) -> autodiff::Result<Vec<Var<'t, E>>> {
         self.stats.count_eval();
         self.f.eval(tape, t, z, params)
     }

@@ -172,9 +172,9 @@ pub fn solve<E: Element>(
             Scheme::Implicit(tab) => Box::new(Sdirk::new(tab, z0)),
         };
         let norm = ErrorNorm::new(opts, z0.len());
-        match opts.stepping {
+        let res = match opts.stepping {
             Stepping::Adaptive => {
-                adaptive(&mut ev, stepper.as_mut(), z0, times, opts, &norm, &mut out)?
+                adaptive(&mut ev, stepper.as_mut(), z0, times, opts, &norm, &mut out)
             }
             Stepping::Steps(n) => fixed(
                 &mut ev,
@@ -185,7 +185,7 @@ pub fn solve<E: Element>(
                 opts,
                 &norm,
                 &mut out,
-            )?,
+            ),
             Stepping::StepSize(h) => {
                 let h = h.to_f64();
                 let count =
@@ -199,9 +199,14 @@ pub fn solve<E: Element>(
                     opts,
                     &norm,
                     &mut out,
-                )?
+                )
             }
+        };
+        // A failed evaluation of the dynamics outranks what the stepper made of its NaN.
+        if let Some(e) = ev.take_error() {
+            return Err(e);
         }
+        res?;
     }
     let mut stats = out.stats;
     stats.nfe = ev.nfe;
