@@ -45,15 +45,15 @@ fn parameters_have_the_documented_names_and_shapes() {
     assert_eq!(net.param_range(), 1..11);
     assert_eq!(net.rank(), 4);
     let shape = |name: &str| params.get(name).unwrap().shape();
-    assert_eq!(shape("otflow.w"), (1, 7));
+    assert_eq!(shape("otflow.w.weight"), (1, 7));
     assert_eq!(shape("otflow.A"), (4, 4));
-    assert_eq!(shape("otflow.c"), (1, 4));
-    assert_eq!(shape("otflow.c0"), (1, 1));
-    assert_eq!(shape("otflow.K0"), (7, 4));
-    assert_eq!(shape("otflow.b0"), (1, 7));
-    assert_eq!(shape("otflow.K1"), (7, 7));
-    assert_eq!(shape("otflow.K2"), (7, 7));
-    assert_eq!(shape("otflow.b2"), (1, 7));
+    assert_eq!(shape("otflow.c.weight"), (1, 4));
+    assert_eq!(shape("otflow.c.bias"), (1, 1));
+    assert_eq!(shape("otflow.N.layers.0.weight"), (7, 4));
+    assert_eq!(shape("otflow.N.layers.0.bias"), (1, 7));
+    assert_eq!(shape("otflow.N.layers.1.weight"), (7, 7));
+    assert_eq!(shape("otflow.N.layers.2.weight"), (7, 7));
+    assert_eq!(shape("otflow.N.layers.2.bias"), (1, 7));
     let wide = OtPotential::new(&mut Params::<f64>::new(), "o", 20, 4, 2, &mut rng);
     assert_eq!(wide.rank(), 10);
 }
@@ -122,13 +122,19 @@ fn zero_resnet_weights_leave_the_quadratic_potential() {
     let (d, m, layers, n) = (3, 5, 3, 4);
     let (mut params, net) = random_potential(d, m, layers, 11);
     for i in 0..layers {
-        params.get_mut(&format!("otflow.K{i}")).unwrap().fill(0.0);
-        params.get_mut(&format!("otflow.b{i}")).unwrap().fill(0.0);
+        params
+            .get_mut(&format!("otflow.N.layers.{i}.weight"))
+            .unwrap()
+            .fill(0.0);
+        params
+            .get_mut(&format!("otflow.N.layers.{i}.bias"))
+            .unwrap()
+            .fill(0.0);
     }
     let a = params.get("otflow.A").unwrap().clone();
-    let c = params.get("otflow.c").unwrap().clone();
-    let c0 = params.get("otflow.c0").unwrap().item();
-    let wsum = params.get("otflow.w").unwrap().sum();
+    let c = params.get("otflow.c.weight").unwrap().clone();
+    let c0 = params.get("otflow.c.bias").unwrap().item();
+    let wsum = params.get("otflow.w.weight").unwrap().sum();
     let mut rng = Pcg64::seed_from_u64(12);
     let xs = Tensor::randn(n, d, &mut rng);
     let ts = random_time(n, &mut rng);

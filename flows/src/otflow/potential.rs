@@ -5,9 +5,8 @@
 use std::ops::Range;
 
 use autodiff::{Element, Tensor, Var};
-use rand::Rng;
 
-use crate::nn::uniform_init;
+use crate::nn::Init;
 use crate::params::Params;
 
 /// ∇Φ split into its space and time parts.
@@ -141,16 +140,22 @@ pub fn autodiff_gradient_laplacian<'t, E: Element, P: Potential<E> + ?Sized>(
 ///
 /// Parameters, added to the store under `{prefix}.…` in this order:
 ///
-/// | name | shape (memory) | file | init |
-/// |---|---|---|---|
-/// | `w` | 1 × m | `[m]` | ones |
-/// | `A` | r × (d+1) | `[r, d+1]` | uniform ±1/√(d+1), times 0.1 |
-/// | `c` | 1 × (d+1) | `[d+1]` | zeros |
-/// | `c0` | 1 × 1 | `[]` | zero |
-/// | `K0` | m × (d+1) | `[m, d+1]` | uniform ±1/√(d+1) (PyTorch `nn.Linear`) |
-/// | `b0` | 1 × m | `[m]` | uniform ±1/√(d+1) |
-/// | `K{i}`, i = 1..M−1 | m × m | `[m, m]` | uniform ±1/√m, times 0.1 |
-/// | `b{i}` | 1 × m | `[m]` | uniform ±1/√m, times 0.1 |
+/// | name | symbol | shape (memory) | file | init |
+/// |---|---|---|---|---|
+/// | `A` | A | r × (d+1) | `[r, d+1]` | uniform ±1/√(d+1), times 0.1 |
+/// | `c.weight` | cᵀ | 1 × (d+1) | `[1, d+1]` | zeros |
+/// | `c.bias` | c₀ | 1 × 1 | `[1]` | zero |
+/// | `w.weight` | wᵀ | 1 × m | `[1, m]` | ones |
+/// | `N.layers.0.weight` | K₀ | m × (d+1) | `[m, d+1]` | uniform ±1/√(d+1) (PyTorch `nn.Linear`) |
+/// | `N.layers.0.bias` | b₀ | 1 × m | `[m]` | uniform ±1/√(d+1) |
+/// | `N.layers.{i}.weight`, i = 1..M−1 | Kᵢ | m × m | `[m, m]` | uniform ±1/√m, times 0.1 |
+/// | `N.layers.{i}.bias` | bᵢ | 1 × m | `[m]` | uniform ±1/√m, times 0.1 |
+///
+/// These are the `state_dict` keys and shapes of the `Phi` module of Onken et al.'s OT-Flow
+/// code (`A` a parameter, `c = nn.Linear(d+1, 1)`, `w = nn.Linear(m, 1, bias=False)`,
+/// `N` a ResNet whose `layers` are `nn.Linear`s), so with an empty `prefix` its checkpoints
+/// load by name ([`Params::load_into`]); build the potential with [`Zeros`](crate::nn::Zeros)
+/// as the initialiser to load without a random generator.
 ///
 /// The quadratic part starts small (A cannot start at zero: its gradient ½∂‖As‖²/∂A = Assᵀ
 /// would vanish), the linear part at zero, and the residual layers near the identity map.
@@ -175,7 +180,9 @@ pub struct OtPotential {
 impl OtPotential {
     /// A potential for `d`-dimensional data with a ResNet of `layers` (M ≥ 1) layers of width
     /// `width` (m), registering its parameters in `params` under `prefix`.
-    pub fn new<E: Element, R: Rng + ?Sized>(
+    /// An empty `prefix` gives the bare names of the OT-Flow code (`A`, `c.weight`, ...);
+    /// `rng` is a random generator or [`Zeros`](crate::nn::Zeros) (see [`Init`]).
+    pub fn new<E: Element, R: Init + ?Sized>(
         params: &mut Params<E>,
         prefix: &str,
         d: usize,
@@ -195,37 +202,30 @@ impl OtPotential {
             t
         };
         let rel = |i: usize| i - start;
-        let w = rel(params.add_with_file_shape(format!("{prefix}.w"), Tensor::ones(1, m), vec![m]));
-        let a = rel(params.add(
-            format!("{prefix}.A"),
-            small(uniform_init(rank, d + 1, d + 1, rng)),
-        ));
-        let c = rel(params.add_with_file_shape(
-            format!("{prefix}.c"),
-            Tensor::zeros(1, d + 1),
-            vec![d + 1],
-        ));
-        let c0 =
-            rel(params.add_with_file_shape(format!("{prefix}.c0"), Tensor::zeros(1, 1), vec![]));
+        let name = |key: &str| {
+            if prefix.is_empty() {
+                key.to_string()
+            } else {
+                format!("{prefix}.{key}")
+            }
+        };
+        // Registered in the order of the OT-Flow module's state_dict.
+        let a = rel(params.add(name("A"), small(rng.uniform(rank, d + 1, d + 1))));
+        let c = rel(params.add(name("c.weight"), Tensor::zeros(1, d + 1)));
+        let c0 = rel(params.add(name("c.bias"), Tensor::zeros(1, 1)));
+        let w = rel(params.add(name("w.weight"), Tensor::ones(1, m)));
         let mut k = Vec::with_capacity(layers);
         let mut b = Vec::with_capacity(layers);
         for i in 0..layers {
             let fan_in = if i == 0 { d + 1 } else { m };
-            let (ki, bi) = (
-                uniform_init(m, fan_in, fan_in, rng),
-                uniform_init(1, m, fan_in, rng),
-            );
+            let (ki, bi) = (rng.uniform(m, fan_in, fan_in), rng.uniform(1, m, fan_in));
             let (ki, bi) = if i == 0 {
                 (ki, bi)
             } else {
                 (small(ki), small(bi))
             };
-            k.push(rel(params.add(format!("{prefix}.K{i}"), ki)));
-            b.push(rel(params.add_with_file_shape(
-                format!("{prefix}.b{i}"),
-                bi,
-                vec![m],
-            )));
+            k.push(rel(params.add(name(&format!("N.layers.{i}.weight")), ki)));
+            b.push(rel(params.add(name(&format!("N.layers.{i}.bias")), bi)));
         }
         OtPotential {
             d,
