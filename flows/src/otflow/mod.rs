@@ -241,6 +241,11 @@ impl<E: Element> OtFlow<E> {
         self.map(|c| c.seed(seed))
     }
 
+    /// [`seed`](Self::seed) in place, through a shared reference.
+    pub fn reseed(&self, seed: u64) {
+        self.core.reseed(seed);
+    }
+
     /// The potential.
     pub fn potential(&self) -> &Rc<dyn Potential<E>> {
         &self.potential
