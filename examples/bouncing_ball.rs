@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     // z = [x, v]: x' = v, v' = −g, with g as a parameter.
     let f: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(
         |tape: &Tape<f64>, _t, z: &[Var<'_, f64>], p: &[Var<'_, f64>]| {
-            vec![tape.concat_cols(&[z[0].slice_cols(1, 2), -p[0]])]
+            Ok(vec![tape.concat_cols(&[z[0].slice_cols(1, 2), -p[0]])])
         },
     ));
     let ground = Event::new(event_fn(|_tape, _t, z, _p| z[0].slice_cols(0, 1)));

@@ -21,9 +21,10 @@ use std::time::Instant;
 use autodiff::{Element, Tape, Tensor, Var};
 use clap::Parser;
 use flows::cnf::{Cnf, Mode, VectorField};
-use flows::optim::{Adam, Optimizer};
+use flows::optim::Adam;
 use flows::regularizers::{Channel, RateInputs};
 use flows::trace::{Probe, Trace};
+use flows::train::{Step, Trainer};
 use flows::{data, Params};
 use ode::{Adjoint, Method, Options};
 use rand::SeedableRng;
@@ -92,7 +93,12 @@ impl SinusoidalField {
 }
 
 impl<E: Element> VectorField<E> for SinusoidalField {
-    fn eval<'t>(&self, p: &[Var<'t, E>], t: Var<'t, E>, z: Var<'t, E>) -> Var<'t, E> {
+    fn eval<'t>(
+        &self,
+        t: Var<'t, E>,
+        z: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>> {
         let tape = z.tape();
         let n = z.shape().0;
         let mut cols = vec![z];
@@ -102,7 +108,7 @@ impl<E: Element> VectorField<E> for SinusoidalField {
             cols.push(wt.cos().broadcast_to(n, 1));
         }
         let h = (tape.concat_cols(&cols).matmul(p[self.idx[0]]) + p[self.idx[1]]).tanh();
-        h.matmul(p[self.idx[2]]) + z.matmul(p[self.idx[3]])
+        Ok(h.matmul(p[self.idx[2]]) + z.matmul(p[self.idx[3]]))
     }
 }
 
@@ -114,13 +120,11 @@ impl<E: Element> Channel<E> for TimeSmoothness {
         "time_smoothness".into()
     }
 
-    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> autodiff::Result<Var<'t, E>> {
         let tape = x.f.tape();
         let one = tape.scalar(E::ONE);
-        let ft = tape
-            .jvp(&[x.f], &[x.t], &[one])
-            .expect("a JVP of tape primitives cannot fail")[0];
-        ft.square().sum_axis(1)
+        let ft = tape.jvp(&[x.f], &[x.t], &[one])?[0];
+        Ok(ft.square().sum_axis(1))
     }
 }
 
@@ -146,23 +150,32 @@ fn run(args: Args) -> Result<(), Box<dyn Error>> {
         .seed(args.seed);
     let mut opt = Adam::new(5e-3);
     let start = Instant::now();
-    for it in 1..=args.iters {
-        let tape = Tape::new();
-        let p = params.vars(&tape);
-        let x = tape.constant(data::eight_gaussians(args.batch, &mut rng));
-        let lp = cnf.log_prob(&tape, &p, x, Mode::Train)?;
-        let (nll, reg) = (lp.nll().item(), lp.reg[0].value.item());
-        let grads = tape.grad(lp.loss(), &p)?;
-        opt.step(&mut params, &grads);
-        if it % 50 == 0 || it == args.iters {
-            println!(
-                "iter {it:>5}/{}  nll {nll:.4}  ∫‖∂f/∂t‖² {reg:.4}  T {:.3}  {:.1} ms/iter",
-                args.iters,
-                cnf.end_time_value(&params),
-                start.elapsed().as_secs_f64() * 1e3 / it as f64
-            );
-        }
-    }
+    // The shared loop: progress with an ETA, metrics per iteration (NFE, T, the channel).
+    let report = Trainer::new(args.iters as u64).log_every(50).run(
+        &mut params,
+        &mut opt,
+        &mut rng,
+        None,
+        |params, rng, _it| -> Result<Step<f64>, Box<dyn Error>> {
+            let tape = Tape::new();
+            let p = params.vars(&tape);
+            let x = tape.constant(data::eight_gaussians(args.batch, rng));
+            let lp = cnf.log_prob(&tape, &p, x, Mode::Train)?;
+            let loss = lp.loss();
+            let grads = tape.grad(loss, &p)?;
+            Ok(Step {
+                loss: loss.item(),
+                grads,
+                metrics: common::metrics::flow_metrics(&lp),
+            })
+        },
+    )?;
+    println!(
+        "trained {} iterations in {:.1} s, T = {:.3}",
+        report.iterations,
+        report.seconds,
+        cnf.end_time_value(&params)
+    );
 
     // Evaluation: exact trace, Dopri5, the fixed learned T (no STEER).
     let test = data::eight_gaussians::<f64, _>(2000, &mut rng);

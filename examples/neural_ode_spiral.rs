@@ -14,20 +14,22 @@
 //! Writes `spiral.png` (true trajectory | fitted trajectory, as histograms of the observed
 //! and fitted states on one count scale) and `loss.png` (the batch loss per iteration and the
 //! full-trajectory error at each progress line, log scale) to the output folder, which is
-//! created and checked to be writable before training.
+//! created and checked to be writable before training. Training runs in the shared loop
+//! (`flows::train::Trainer`), with the full-trajectory error as its validation; `train.csv`
+//! logs the batch loss, the NFE and that error.
 
 mod common;
 
 use std::error::Error;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Instant;
 
 use autodiff::{Tape, Tensor};
 use clap::Parser;
 use flows::nn::{Act, Mlp};
-use flows::optim::{Adam, Optimizer};
-use flows::plot::{Extent, Figure, LinePlot, Panel, Series};
+use flows::optim::Adam;
+use flows::plot::{read_csv_series, Extent, Figure, LinePlot, Panel, Series};
+use flows::train::{Metrics, Step, Trainer};
 use flows::Params;
 use ode::{dynamics, odeint, solve, Adjoint, Dynamics, Options};
 use rand::{Rng, SeedableRng};
@@ -89,7 +91,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
 
     // The true trajectory, from a tight Dopri8 solve.
     let a = Tensor::from_f64s(2, 2, &[-0.1, 2.0, -2.0, -0.1]);
-    let truth = dynamics::<f64, _>(|_tape, _t, z, p| vec![z[0].powi(3).matmul(p[0])]);
+    let truth = dynamics::<f64, _>(|_tape, _t, z, p| Ok(vec![z[0].powi(3).matmul(p[0])]));
     let times: Vec<f64> = (0..N_OBS)
         .map(|i| T_END * i as f64 / (N_OBS - 1) as f64)
         .collect();
@@ -110,7 +112,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let mut params = Params::<f64>::new();
     let net = Mlp::new(&mut params, "net", &[2, 50, 2], Act::Tanh, &mut rng);
     let model: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(move |_tape, _t, z, p| {
-        vec![net.forward(p, z[0].powi(3))]
+        Ok(vec![net.forward(p, z[0].powi(3))])
     }));
     let opts = Options::dopri5(args.tol, args.tol)
         .adjoint(Adjoint::Backsolve)
@@ -119,60 +121,75 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let seg_times: Vec<f64> = times[..args.batch_time].to_vec();
 
     println!("neural ODE spiral: MLP 2-50-2 on z³, batch {} segments x {} observations, Dopri5 tol {:e}, backsolve adjoint", args.batch, args.batch_time, args.tol);
-    let start = Instant::now();
+    // The shared loop; the full-trajectory error is its validation, every --log-every
+    // iterations, and lands in train.csv with the batch loss and the NFE of every iteration.
     let tape = Tape::<f64>::new();
-    let mut batch_losses = Vec::with_capacity(args.iters);
-    let mut full_errors = Vec::new();
-    for it in 1..=args.iters {
-        // A batch of segments: starting points drawn along the observed trajectory.
-        let starts: Vec<usize> = (0..args.batch)
-            .map(|_| rng.random_range(0..N_OBS - args.batch_time))
-            .collect();
-        let zb = Tensor::from_fn(args.batch, 2, |i, j| observed[starts[i]][j]);
-        tape.clear();
-        let p = params.vars(&tape);
-        let sol = odeint(
-            &tape,
-            &model,
-            &[tape.constant(zb)],
-            &p,
-            seg_times.clone(),
-            &opts,
+    let csv = args.out.join("train.csv");
+    let report = Trainer::new(args.iters as u64)
+        .log_every(args.log_every as u64)
+        .csv(&csv)
+        .validate_every(
+            args.log_every as u64,
+            |p: &Params<f64>| -> Result<f64, Box<dyn Error>> {
+                let full = full_trajectory(p, &model, &z0, &times, &opts)?;
+                Ok(full
+                    .iter()
+                    .zip(&observed)
+                    .map(|(p, o)| (p[0] - o[0]).abs() + (p[1] - o[1]).abs())
+                    .sum::<f64>()
+                    / (2 * N_OBS) as f64)
+            },
+        )
+        .run(
+            &mut params,
+            &mut opt,
+            &mut rng,
+            None,
+            |params, rng, _it| -> Result<Step<f64>, Box<dyn Error>> {
+                // A batch of segments: starting points drawn along the observed trajectory.
+                let starts: Vec<usize> = (0..args.batch)
+                    .map(|_| rng.random_range(0..N_OBS - args.batch_time))
+                    .collect();
+                let zb = Tensor::from_fn(args.batch, 2, |i, j| observed[starts[i]][j]);
+                tape.clear();
+                let p = params.vars(&tape);
+                let sol = odeint(
+                    &tape,
+                    &model,
+                    &[tape.constant(zb)],
+                    &p,
+                    seg_times.clone(),
+                    &opts,
+                )?;
+                let mut loss = None;
+                for (k, state) in sol.states.iter().enumerate() {
+                    let target = tape.constant(Tensor::from_fn(args.batch, 2, |i, j| {
+                        observed[starts[i] + k][j]
+                    }));
+                    let err = (state[0] - target).abs().mean();
+                    loss = Some(match loss {
+                        None => err,
+                        Some(l) => l + err,
+                    });
+                }
+                let loss = loss.expect("at least one time") * (1.0 / args.batch_time as f64);
+                let grads = tape.grad(loss, &p)?;
+                let metrics = Metrics::new()
+                    .with("nfe_fwd", sol.stats.forward().nfe as f64)
+                    .with("nfe_bwd", sol.stats.backward().nfe as f64);
+                Ok(Step {
+                    loss: loss.item(),
+                    grads,
+                    metrics,
+                })
+            },
         )?;
-        let mut loss = None;
-        for (k, state) in sol.states.iter().enumerate() {
-            let target = tape.constant(Tensor::from_fn(args.batch, 2, |i, j| {
-                observed[starts[i] + k][j]
-            }));
-            let err = (state[0] - target).abs().mean();
-            loss = Some(match loss {
-                None => err,
-                Some(l) => l + err,
-            });
-        }
-        let loss = loss.expect("at least one time") * (1.0 / args.batch_time as f64);
-        let grads = tape.grad(loss, &p)?;
-        opt.step(&mut params, &grads);
-        batch_losses.push(loss.item());
-        if it % args.log_every == 0 || it == args.iters {
-            let full = full_trajectory(&params, &model, &z0, &times, &opts)?;
-            let err: f64 = full
-                .iter()
-                .zip(&observed)
-                .map(|(p, o)| (p[0] - o[0]).abs() + (p[1] - o[1]).abs())
-                .sum::<f64>()
-                / (2 * N_OBS) as f64;
-            full_errors.push((it as f64, err));
-            println!(
-                "iter {it:>5}  batch loss {:.5}  full-trajectory mean |error| {:.5}  nfe fwd {} bwd {}  ({:.1} s)",
-                loss.item(),
-                err,
-                sol.stats.forward().nfe,
-                sol.stats.backward().nfe,
-                start.elapsed().as_secs_f64()
-            );
-        }
-    }
+    println!(
+        "trained {} iterations in {:.1} s",
+        report.iterations, report.seconds
+    );
+    let batch_losses = report.losses;
+    let full_errors = read_csv_series(&csv, "iter", &["val"])?.remove(0).points;
 
     let fitted = full_trajectory(&params, &model, &z0, &times, &opts)?;
     let ext = Extent::square(2.2);

@@ -22,22 +22,25 @@ struct Problem {
 }
 
 fn problems() -> Vec<Problem> {
-    let decay = dynamics::<f64, _>(|_tape, _t, z, _p| vec![-z[0]]);
+    let decay = dynamics::<f64, _>(|_tape, _t, z, _p| Ok(vec![-z[0]]));
     let oscillator = dynamics::<f64, _>(|tape: &Tape<f64>, _t, z: &[Var<'_, f64>], _p| {
-        vec![tape.concat_cols(&[z[0].slice_cols(1, 2), -z[0].slice_cols(0, 1)])]
+        Ok(vec![tape.concat_cols(&[
+            z[0].slice_cols(1, 2),
+            -z[0].slice_cols(0, 1),
+        ])])
     });
     let kepler = dynamics::<f64, _>(|tape: &Tape<f64>, _t, z: &[Var<'_, f64>], _p| {
         let q = z[0].slice_cols(0, 2);
         let acc = -(q / (q * q).sum().powf(1.5));
-        vec![tape.concat_cols(&[z[0].slice_cols(2, 4), acc])]
+        Ok(vec![tape.concat_cols(&[z[0].slice_cols(2, 4), acc])])
     });
     let vdp = dynamics::<f64, _>(
         |tape: &Tape<f64>, _t, z: &[Var<'_, f64>], p: &[Var<'_, f64>]| {
             let (x, v) = (z[0].slice_cols(0, 1), z[0].slice_cols(1, 2));
-            vec![tape.concat_cols(&[v, p[0] * (1.0 - x * x) * v - x])]
+            Ok(vec![tape.concat_cols(&[v, p[0] * (1.0 - x * x) * v - x])])
         },
     );
-    let linear = dynamics::<f64, _>(|_tape, _t, z, p| vec![z[0].matmul(p[0])]);
+    let linear = dynamics::<f64, _>(|_tape, _t, z, p| Ok(vec![z[0].matmul(p[0])]));
     // Eigenvalues −1 and −1e4 in a basis rotated by 30°.
     let (c, s) = (30f64.to_radians().cos(), 30f64.to_radians().sin());
     let (l1, l2) = (-1.0, -1e4);

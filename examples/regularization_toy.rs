@@ -23,7 +23,8 @@
 //! `{run}_density.png`, `{run}_samples.png`, `panels.png` (data, then each run's density, the
 //! densities on one colour scale so they compare value for value) and `curves_nll.png` /
 //! `curves_nfe.png` (each run's training NLL and forward NFE per iteration, smoothed) to the
-//! output folder.
+//! output folder, with `{run}_train.csv`: the shared training loop's log of every metric of
+//! every iteration, from which the curves and the averages are read back.
 //!
 //! The default of 800 iterations keeps the four runs within about 4–5 minutes on the
 //! two-core machine this was written on: an adaptive step costs ~30 ms at initialisation and
@@ -37,16 +38,16 @@ mod common;
 
 use std::error::Error;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use autodiff::{Element, Tape, Tensor};
 use clap::{Parser, ValueEnum};
 use flows::cnf::{Cnf, Mode};
 use flows::nn::{Act, OdeNet};
-use flows::optim::{Adam, Optimizer};
-use flows::plot::{self, Extent, Figure, LinePlot, Panel, Series};
+use flows::optim::Adam;
+use flows::plot::{self, read_csv_series, Extent, Figure, LinePlot, Panel, Series};
 use flows::regularizers::Reg;
 use flows::trace::{Probe, Trace};
+use flows::train::{Step, Trainer};
 use flows::{data, Params};
 use ode::{Adjoint, Options};
 use rand::SeedableRng;
@@ -358,52 +359,44 @@ fn train<E: Element>(
     let mut opt = Adam::new(args.lr);
     println!("\n== {} ==", run.name());
 
+    // The shared loop writes every metric of every iteration to the run's CSV log; the
+    // curves and the averages over the last iterations are read back from it.
     let tape = Tape::<E>::new();
-    let start = Instant::now();
-    let avg_from = args.iters.saturating_sub(args.avg_last) + 1;
-    let mut tail = (0usize, 0usize, 0.0f64, 0usize);
-    let mut window = (0.0, 0.0, 0usize, 0usize, 0usize);
-    let mut curve = Curves::default();
-    for it in 1..=args.iters {
-        let t0 = Instant::now();
-        let x = data::toy::<E, _>(&args.data, args.batch, &mut rng)?;
-        tape.clear();
-        let p = params.vars(&tape);
-        let lp = cnf.log_prob(&tape, &p, tape.constant(x), Mode::Train)?;
-        let nll = lp.nll();
-        let loss = lp.loss();
-        let grads = tape.grad(loss, &p)?;
-        opt.step(&mut params, &grads);
-        let (fwd, bwd) = lp.stats.iter().fold((0, 0), |(f, b), s| {
-            (f + s.forward().nfe, b + s.backward().nfe)
-        });
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        if it >= avg_from {
-            tail = (tail.0 + fwd, tail.1 + bwd, tail.2 + ms, tail.3 + 1);
-        }
-        curve.nll.push(nll.item().to_f64());
-        curve.nfe_fwd.push(fwd as f64);
-        window.0 += nll.item().to_f64();
-        window.1 += loss.item().to_f64();
-        window.2 += fwd;
-        window.3 += bwd;
-        window.4 += 1;
-        if it % args.log_every == 0 || it == args.iters {
-            let k = window.4 as f64;
-            println!(
-                "iter {it:>5}  nll {:>7.4}  loss {:>7.4}  nfe fwd {:>5.1} bwd {:>6.1}  T {:.3}  {:>6.1} ms/iter  ({:.0} s)",
-                window.0 / k,
-                window.1 / k,
-                window.2 as f64 / k,
-                window.3 as f64 / k,
-                cnf.end_time_value(&params).to_f64(),
-                ms,
-                start.elapsed().as_secs_f64()
-            );
-            window = (0.0, 0.0, 0, 0, 0);
-        }
-    }
-    let train_s = start.elapsed().as_secs_f64();
+    let csv = args.out.join(format!("{}_train.csv", run.file()));
+    let report = Trainer::new(args.iters as u64)
+        .log_every(args.log_every as u64)
+        .csv(&csv)
+        .run(
+            &mut params,
+            &mut opt,
+            &mut rng,
+            None,
+            |params, rng, _it| -> Result<Step<E>, Box<dyn Error>> {
+                let x = data::toy::<E, _>(&args.data, args.batch, rng)?;
+                tape.clear();
+                let p = params.vars(&tape);
+                let lp = cnf.log_prob(&tape, &p, tape.constant(x), Mode::Train)?;
+                let loss = lp.loss();
+                let grads = tape.grad(loss, &p)?;
+                Ok(Step {
+                    loss: loss.item().to_f64(),
+                    grads,
+                    metrics: common::metrics::flow_metrics(&lp),
+                })
+            },
+        )?;
+    let train_s = report.seconds;
+    let log = read_csv_series(&csv, "iter", &["nll", "nfe_fwd", "nfe_bwd", "step_time"])?;
+    let column = |k: usize| -> Vec<f64> { log[k].points.iter().map(|p| p.1).collect() };
+    let tail_mean = |k: usize| {
+        let v = column(k);
+        let n = args.avg_last.min(v.len()).max(1);
+        v[v.len() - n..].iter().sum::<f64>() / n as f64
+    };
+    let curve = Curves {
+        nll: column(0),
+        nfe_fwd: column(1),
+    };
 
     // Test NLL with the exact trace and the evaluation solver; the same call integrates the
     // (exact) kinetic energy and Jacobian Frobenius norm of the learned dynamics.
@@ -416,14 +409,13 @@ fn train<E: Element>(
     let nll = lp.nll().item().to_f64();
     let nfe_test = lp.stats.iter().map(|s| s.forward().nfe).sum();
     let term = |r: Reg| lp.term(r).map_or(f64::NAN, |t| t.value.item().to_f64());
-    let k = tail.3.max(1) as f64;
     let row = Row {
         run,
         nll,
-        nfe_fwd: tail.0 as f64 / k,
-        nfe_bwd: tail.1 as f64 / k,
+        nfe_fwd: tail_mean(1),
+        nfe_bwd: tail_mean(2),
         nfe_test,
-        ms: tail.2 / k,
+        ms: tail_mean(3) * 1e3,
         end_time: cnf.end_time_value(&params).to_f64(),
         kinetic: term(Reg::Kinetic),
         frobenius: term(Reg::JacobianFrobenius),

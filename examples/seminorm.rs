@@ -169,7 +169,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let mut sp = Params::<f64>::new();
     let mlp = Mlp::new(&mut sp, "net", &[2, 50, 2], Act::Tanh, &mut rng);
     let model: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(move |_tape, _t, z, p| {
-        vec![mlp.forward(p, z[0].powi(3))]
+        Ok(vec![mlp.forward(p, z[0].powi(3))])
     }));
     let train = Options::dopri5(1e-6, 1e-6).seminorm(true);
     let mut opt = Adam::new(1e-3);
@@ -230,7 +230,7 @@ type SpiralData = (Vec<[f64; 2]>, Vec<f64>);
 /// on [0, 25] (Dopri8 at 1e-10), and the times of a 10-observation segment.
 fn spiral_data() -> Result<SpiralData, Box<dyn Error>> {
     let a = Tensor::from_f64s(2, 2, &[-0.1, 2.0, -2.0, -0.1]);
-    let truth = dynamics::<f64, _>(|_tape, _t, z, p| vec![z[0].powi(3).matmul(p[0])]);
+    let truth = dynamics::<f64, _>(|_tape, _t, z, p| Ok(vec![z[0].powi(3).matmul(p[0])]));
     let times: Vec<f64> = (0..1000).map(|i| 25.0 * i as f64 / 999.0).collect();
     let z0 = Tensor::from_f64s(1, 2, &[2.0, 0.0]);
     let obs = solve(&truth, &[z0], &[a], &times, &Options::dopri8(1e-10, 1e-10))?;

@@ -38,12 +38,15 @@ fn problems() -> Vec<Problem> {
         let r1 = y1 * 0.04;
         let r2 = y2 * y3 * 1e4;
         let r3 = y2.square() * 3e7;
-        vec![tape.concat_cols(&[r2 - r1, r1 - r2 - r3, r3])]
+        Ok(vec![tape.concat_cols(&[r2 - r1, r1 - r2 - r3, r3])])
     });
     // Van der Pol, x'' = μ (1 − x²) x' − x with μ = 1000 (period ≈ (3 − 2 ln 2) μ ≈ 1614).
     let vdp = dynamics::<f64, _>(|tape: &Tape<f64>, _t, z: &[Var<'_, f64>], _p| {
         let (x, v) = (z[0].slice_cols(0, 1), z[0].slice_cols(1, 2));
-        vec![tape.concat_cols(&[v, x.square().rsub_scalar(1.0) * v * 1000.0 - x])]
+        Ok(vec![tape.concat_cols(&[
+            v,
+            x.square().rsub_scalar(1.0) * v * 1000.0 - x,
+        ])])
     });
     // z' = A z with eigenvalues −1 and −10⁴ in a basis rotated by 30°.
     let (c, s) = (30f64.to_radians().cos(), 30f64.to_radians().sin());
@@ -56,7 +59,7 @@ fn problems() -> Vec<Problem> {
     ];
     let linear = dynamics::<f64, _>(move |tape: &Tape<f64>, _t, z: &[Var<'_, f64>], _p| {
         let at = tape.constant(Tensor::from_f64s(2, 2, &[a[0], a[2], a[1], a[3]]));
-        vec![z[0].matmul(at)]
+        Ok(vec![z[0].matmul(at)])
     });
     let t_lin = 10.0f64;
     // z0 = (1, 1): coordinates u = (c + s, c − s) in the eigenbasis (c, s), (−s, c).

@@ -13,7 +13,9 @@
 //! standardisation fitted on the training split; other data is standardised. The map is saved
 //! beside the weights (`preprocess.safetensors`), and every log-likelihood printed is in the
 //! data's own space (for the digits a density on [0, 17)^64), in nats and bits per dimension.
-//! Training keeps the weights of the best validation NLL; the test NLL uses the exact trace at
+//! Training runs in the shared loop (`flows::train::Trainer`), which keeps the weights of the
+//! best validation NLL and logs every metric of every iteration (the data-space batch NLL
+//! `nll_data` among them) to `train.csv`; the test NLL uses the exact trace at
 //! a tight tolerance in `f64`. For image-shaped data (d a square) samples and test images are
 //! written as image grids.
 
@@ -27,10 +29,11 @@ use autodiff::{Element, Tape, Tensor};
 use clap::{Parser, ValueEnum};
 use flows::cnf::{Cnf, Mode};
 use flows::nn::{Act, OdeNet};
-use flows::optim::{clip_grad_norm, Adam, Optimizer};
+use flows::optim::{clip_grad_norm, Adam};
 use flows::regularizers::Reg;
 use flows::tabular::{self, Nll, Preprocess};
 use flows::trace::{Probe, Trace};
+use flows::train::{Step, Trainer};
 use flows::{data, Params};
 use ode::{Adjoint, Method, Options};
 use rand::{Rng, SeedableRng};
@@ -258,7 +261,6 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let test = deq(&split.test, &mut rng);
 
     let (mut params, cnf) = model::<f32>(args, d);
-    let mut best = params.clone();
     let mut opt = Adam::new(args.lr);
     println!(
         "tabular: {name}, {} rows × {d} (train {}, valid {}, test {}), preprocessing {}",
@@ -283,63 +285,52 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         args.iters
     );
 
+    // The shared loop: validation in data space every --val-every iterations (and after the
+    // last) keeps the best weights; every metric of every iteration goes to train.csv.
     let tape = Tape::<f32>::new();
     let start = Instant::now();
-    let mut best_val = f64::INFINITY;
-    let mut best_it = 0;
-    let mut window = (0.0, 0usize, 0usize, 0usize, 0.0);
-    for it in 1..=args.iters {
-        let t0 = Instant::now();
-        let idx: Vec<usize> = (0..args.batch)
-            .map(|_| rng.random_range(0..split.train.rows()))
-            .collect();
-        let xb = deq(&tabular::take_rows(&split.train, &idx), &mut rng);
-        let (yb, logdet) = pre.forward(&xb.cast::<f32>())?;
-        tape.clear();
-        let p = params.vars(&tape);
-        let lp = cnf.log_prob(&tape, &p, tape.constant(yb), Mode::Train)?;
-        let loss = lp.loss();
-        let nll_data = lp.nll().item().to_f64() - logdet.iter().sum::<f64>() / logdet.len() as f64;
-        let mut grads = tape.grad(loss, &p)?;
-        clip_grad_norm(&mut grads, 100.0);
-        opt.step(&mut params, &grads);
-        let (fwd, bwd) = lp.stats.iter().fold((0, 0), |(f, b), s| {
-            (f + s.forward().nfe, b + s.backward().nfe)
-        });
-        window.0 += nll_data;
-        window.1 += fwd;
-        window.2 += bwd;
-        window.3 += 1;
-        window.4 += t0.elapsed().as_secs_f64();
-        if it % args.log_every == 0 || it == args.iters {
-            let k = window.3 as f64;
-            println!(
-                "iter {it:>5}  train NLL {:>8.2} nats  nfe fwd {:>5.1} bwd {:>5.1}  T {:.3}  {:>6.0} ms/iter  ({:.0} s)",
-                window.0 / k,
-                window.1 as f64 / k,
-                window.2 as f64 / k,
-                cnf.end_time_value(&params).to_f64(),
-                1e3 * window.4 / k,
-                start.elapsed().as_secs_f64()
-            );
-            window = (0.0, 0, 0, 0, 0.0);
-        }
-        if it % args.val_every == 0 || it == args.iters {
-            let tv = Instant::now();
-            let v = Nll::from_log_probs(&data_log_probs(&cnf, &params, &pre, &valid)?, d);
-            let better = v.nats < best_val;
-            if better {
-                best_val = v.nats;
-                best_it = it;
-                best.copy_from(&params);
-            }
-            println!(
-                "  validation NLL {v}{}  ({:.1} s)",
-                if better { "  *best*" } else { "" },
-                tv.elapsed().as_secs_f64()
-            );
-        }
-    }
+    let report = Trainer::new(args.iters as u64)
+        .log_every(args.log_every as u64)
+        .csv(args.out.join("train.csv"))
+        .validate_every(
+            args.val_every as u64,
+            |p: &Params<f32>| -> Result<f64, Box<dyn Error>> {
+                Ok(Nll::from_log_probs(&data_log_probs(&cnf, p, &pre, &valid)?, d).nats)
+            },
+        )
+        .run(
+            &mut params,
+            &mut opt,
+            &mut rng,
+            None,
+            |params, rng, _it| -> Result<Step<f32>, Box<dyn Error>> {
+                let idx: Vec<usize> = (0..args.batch)
+                    .map(|_| rng.random_range(0..split.train.rows()))
+                    .collect();
+                let xb = deq(&tabular::take_rows(&split.train, &idx), rng);
+                let (yb, logdet) = pre.forward(&xb.cast::<f32>())?;
+                tape.clear();
+                let p = params.vars(&tape);
+                let lp = cnf.log_prob(&tape, &p, tape.constant(yb), Mode::Train)?;
+                let loss = lp.loss();
+                // The NLL in the data's own space: the preprocessing's log-determinant added.
+                let nll_data =
+                    lp.nll().item().to_f64() - logdet.iter().sum::<f64>() / logdet.len() as f64;
+                let mut grads = tape.grad(loss, &p)?;
+                clip_grad_norm(&mut grads, 100.0);
+                let mut metrics = common::metrics::flow_metrics(&lp);
+                metrics.set("nll_data", nll_data);
+                Ok(Step {
+                    loss: loss.item().to_f64(),
+                    grads,
+                    metrics,
+                })
+            },
+        )?;
+    let best_run = report
+        .best
+        .expect("the trainer validates after the last iteration");
+    let (best_val, best_it, best) = (best_run.value, best_run.iteration, best_run.params);
     let train_s = start.elapsed().as_secs_f64();
     best.save(args.out.join("weights.safetensors"))?;
     println!(

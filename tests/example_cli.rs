@@ -193,3 +193,58 @@ fn ffjord_toy_rejects_bad_flags_before_training() {
     assert!(stderr.contains(out.to_str().unwrap()), "{stderr}");
     assert!(!stderr.contains("Os {"), "Debug formatting: {stderr}");
 }
+
+#[test]
+fn ffjord_toy_checks_its_train_toy_flags_before_training() {
+    let Some(bin) = example_binary("ffjord_toy") else {
+        eprintln!("ffjord_toy example not built; skipping its command-line checks");
+        return;
+    };
+    let run = |args: &[&str]| {
+        let out = Command::new(&bin).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Rejected by clap (status 2), naming the flag and the value.
+    for (flag, value, needle) in [
+        ("--num-blocks", "0", "from 1 to 16"),
+        ("--weight-decay", "-1", "at least 0"),
+        ("--l1int", "-0.5", "at least 0"),
+        ("--l2int", "nan", "at least 0"),
+        ("--dl2int", "x", "at least 0"),
+        ("--jfrobint", "-0.001", "at least 0"),
+        ("--test-tol", "0", "greater than 0"),
+        ("--tol", "-1", "greater than 0"),
+        ("--ema", "1.5", "from 0 to 1"),
+        ("--nonlinearity", "sine", "possible values"),
+        ("--layer-type", "hyper", "possible values"),
+        ("--test-solver", "euler", "possible values"),
+        ("--train-t", "maybe", "possible values"),
+        ("--iters", "0", "positive integer"),
+    ] {
+        let (code, stdout, stderr) = run(&[flag, value]);
+        assert_eq!(code, Some(2), "{flag} {value}: {stderr}");
+        assert!(stdout.is_empty(), "{flag} {value} started: {stdout}");
+        assert!(
+            stderr.contains(&format!("'{value}' for '{flag}")) && stderr.contains(needle),
+            "{flag} {value}: {stderr}"
+        );
+    }
+    // Combinations clap cannot check: refused with status 1 before the banner line.
+    let out = tmp("ffjord_flags");
+    let out = out.to_str().unwrap();
+    for (args, flag) in [
+        (vec!["--patience", "3"], "--patience"),
+        (vec!["--ema", "1"], "--ema"),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--out", out]);
+        let (code, stdout, stderr) = run(&all);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: training started: {stdout}");
+        assert!(stderr.starts_with(&format!("error: {flag}: ")), "{stderr}");
+    }
+}

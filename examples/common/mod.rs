@@ -7,7 +7,10 @@
 
 use std::error::Error;
 
+pub mod args;
 pub mod cli;
+pub mod metrics;
+pub mod pictures;
 
 /// Runs an example's `run` and, on error, prints it with `Display` (not the `Debug` form a
 /// `main` returning `Result` would print) and exits with status 1.

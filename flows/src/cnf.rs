@@ -208,6 +208,11 @@ impl<E: Element> Cnf<E> {
         self.map(|c| c.seed(seed))
     }
 
+    /// [`seed`](Self::seed) in place, through a shared reference.
+    pub fn reseed(&self, seed: u64) {
+        self.core.reseed(seed);
+    }
+
     /// The current end time T (from the store when it is learnable).
     pub fn end_time_value(&self, params: &Params<E>) -> E {
         self.core.end_time_value(params)

@@ -160,6 +160,13 @@ pub enum FlowError {
         /// The name asked for.
         name: String,
     },
+    /// A training loss was not finite ([`train::Trainer`]): the run diverged.
+    Diverged {
+        /// The iteration (1-based) whose loss it was.
+        iteration: u64,
+        /// The loss.
+        loss: f64,
+    },
     /// A checkpoint does not fit the objects it is restored into ([`train::load_checkpoint`]).
     CheckpointMismatch {
         /// The checkpoint file.
@@ -221,6 +228,11 @@ impl fmt::Display for FlowError {
             FlowError::UnknownParam { name } => {
                 write!(f, "no parameter named `{name}` in the store")
             }
+            FlowError::Diverged { iteration, loss } => write!(
+                f,
+                "training diverged: the loss of iteration {iteration} is {loss} (lower the \
+                 learning rate or tighten the solver)"
+            ),
             FlowError::CheckpointMismatch {
                 path,
                 item,

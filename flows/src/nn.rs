@@ -30,6 +30,41 @@ pub fn uniform_init<E: Element, R: Rng + ?Sized>(
     Tensor::rand_uniform(rows, cols, E::from_f64(-bound), E::from_f64(bound), rng)
 }
 
+/// Where a layer's initial values come from: every random generator (`&mut rng`, PyTorch's
+/// default initialisation, [`uniform_init`]) or [`Zeros`], for a layer built only to load
+/// weights into (then [`Params::load_into`] fills it, checking every name and shape).
+///
+/// ```
+/// use flows::nn::{Act, OdeNet, Zeros};
+/// use flows::Params;
+///
+/// let mut params = Params::<f64>::new();
+/// let net = OdeNet::concat_squash(&mut params, "odefunc", 2, &[8], Act::Tanh, &mut Zeros);
+/// assert!(params.tensors().all(|t| t.as_slice().iter().all(|&v| v == 0.0)));
+/// # let _ = net;
+/// ```
+pub trait Init {
+    /// A `rows × cols` tensor for a weight of fan-in `fan_in`.
+    fn uniform<E: Element>(&mut self, rows: usize, cols: usize, fan_in: usize) -> Tensor<E>;
+}
+
+impl<R: Rng + ?Sized> Init for R {
+    fn uniform<E: Element>(&mut self, rows: usize, cols: usize, fan_in: usize) -> Tensor<E> {
+        uniform_init(rows, cols, fan_in, self)
+    }
+}
+
+/// Zero initial values: a layer built to receive loaded weights, without a random generator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Zeros;
+
+impl Init for Zeros {
+    fn uniform<E: Element>(&mut self, rows: usize, cols: usize, fan_in: usize) -> Tensor<E> {
+        assert!(fan_in > 0, "Zeros: fan_in must be positive");
+        Tensor::zeros(rows, cols)
+    }
+}
+
 /// Shape check shared by the layers: `x` must have `cols` columns.
 fn check_cols<E: Element>(op: &str, name: &str, x: Var<'_, E>, cols: usize) {
     let (r, c) = x.shape();
@@ -63,7 +98,7 @@ pub struct Linear {
 
 impl Linear {
     /// Adds a linear layer `in_features → out_features` to `params` under `prefix`.
-    pub fn new<E: Element, R: Rng + ?Sized>(
+    pub fn new<E: Element, R: Init + ?Sized>(
         params: &mut Params<E>,
         prefix: &str,
         in_features: usize,
@@ -73,12 +108,12 @@ impl Linear {
     ) -> Self {
         let weight = params.add(
             format!("{prefix}.weight"),
-            uniform_init(out_features, in_features, in_features, rng),
+            rng.uniform(out_features, in_features, in_features),
         );
         let bias = bias.then(|| {
             params.add(
                 format!("{prefix}.bias"),
-                uniform_init(1, out_features, in_features, rng),
+                rng.uniform(1, out_features, in_features),
             )
         });
         Linear {
@@ -150,7 +185,7 @@ pub struct ConcatSquash {
 
 impl ConcatSquash {
     /// Adds a concat-squash layer `in_features → out_features` under `prefix`.
-    pub fn new<E: Element, R: Rng + ?Sized>(
+    pub fn new<E: Element, R: Init + ?Sized>(
         params: &mut Params<E>,
         prefix: &str,
         in_features: usize,
@@ -254,7 +289,7 @@ pub struct ConcatLinear {
 
 impl ConcatLinear {
     /// Adds a concat layer `in_features (+ t) → out_features` under `prefix`.
-    pub fn new<E: Element, R: Rng + ?Sized>(
+    pub fn new<E: Element, R: Init + ?Sized>(
         params: &mut Params<E>,
         prefix: &str,
         in_features: usize,
@@ -442,7 +477,7 @@ pub struct OdeNet {
 
 impl OdeNet {
     /// Builds an ODE net of the given layer kind.
-    pub fn new<E: Element, R: Rng + ?Sized>(
+    pub fn new<E: Element, R: Init + ?Sized>(
         params: &mut Params<E>,
         prefix: &str,
         dim: usize,
@@ -482,7 +517,7 @@ impl OdeNet {
     }
 
     /// An ODE net of [`ConcatSquash`] layers.
-    pub fn concat_squash<E: Element, R: Rng + ?Sized>(
+    pub fn concat_squash<E: Element, R: Init + ?Sized>(
         params: &mut Params<E>,
         prefix: &str,
         dim: usize,
@@ -502,7 +537,7 @@ impl OdeNet {
     }
 
     /// An ODE net of [`ConcatLinear`] layers.
-    pub fn concat<E: Element, R: Rng + ?Sized>(
+    pub fn concat<E: Element, R: Init + ?Sized>(
         params: &mut Params<E>,
         prefix: &str,
         dim: usize,
@@ -583,7 +618,7 @@ pub struct Mlp {
 
 impl Mlp {
     /// Builds an MLP with the given widths (at least two: input and output).
-    pub fn new<E: Element, R: Rng + ?Sized>(
+    pub fn new<E: Element, R: Init + ?Sized>(
         params: &mut Params<E>,
         prefix: &str,
         sizes: &[usize],

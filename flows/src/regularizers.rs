@@ -162,8 +162,8 @@ pub struct RateInputs<'a, 't, E: Element> {
 ///     fn name(&self) -> String {
 ///         "quartic".into()
 ///     }
-///     fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
-///         x.f.square().sum_axis(1).square()
+///     fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> autodiff::Result<Var<'t, E>> {
+///         Ok(x.f.square().sum_axis(1).square())
 ///     }
 /// }
 /// ```
@@ -171,8 +171,10 @@ pub trait Channel<E: Element> {
     /// A short name, reported with the term ([`RegTerm`](crate::cnf::RegTerm)).
     fn name(&self) -> String;
 
-    /// The rate `r(t, z)` per sample (`n × 1`), written with tape operations.
-    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E>;
+    /// The rate `r(t, z)` per sample (`n × 1`), written with tape operations. A rate that
+    /// differentiates on the tape ([`Tape::jvp`](autodiff::Tape::jvp), as
+    /// [`DirectionalDerivative`] does) propagates the transform's error with `?`.
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> autodiff::Result<Var<'t, E>>;
 }
 
 /// Kinetic energy `‖f‖²` (Finlay et al. 2020); FFJORD's L2.
@@ -184,8 +186,8 @@ impl<E: Element> Channel<E> for Kinetic {
         Reg::Kinetic.name().into()
     }
 
-    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
-        x.f.square().sum_axis(1)
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> autodiff::Result<Var<'t, E>> {
+        Ok(x.f.square().sum_axis(1))
     }
 }
 
@@ -198,8 +200,8 @@ impl<E: Element> Channel<E> for L1 {
         Reg::L1.name().into()
     }
 
-    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
-        x.f.abs().sum_axis(1)
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> autodiff::Result<Var<'t, E>> {
+        Ok(x.f.abs().sum_axis(1))
     }
 }
 
@@ -213,7 +215,7 @@ impl<E: Element> Channel<E> for JacobianFrobenius {
         Reg::JacobianFrobenius.name().into()
     }
 
-    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> autodiff::Result<Var<'t, E>> {
         let n = x.f.shape().0;
         let sum = x
             .products
@@ -221,11 +223,11 @@ impl<E: Element> Channel<E> for JacobianFrobenius {
             .map(|v| v.square().sum_axis(1))
             .reduce(|a, b| a + b)
             .unwrap_or_else(|| x.f.tape().zeros(n, 1));
-        if x.probes.is_empty() {
+        Ok(if x.probes.is_empty() {
             sum
         } else {
             sum.mul_scalar(E::ONE / E::from_usize(x.probes.len()))
-        }
+        })
     }
 }
 
@@ -239,13 +241,11 @@ impl<E: Element> Channel<E> for DirectionalDerivative {
         Reg::DirectionalDerivative.name().into()
     }
 
-    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> autodiff::Result<Var<'t, E>> {
         let tape = x.f.tape();
         let one = tape.scalar(E::ONE);
-        let acc = tape
-            .jvp(&[x.f], &[x.z, x.t], &[x.f, one])
-            .expect("jvp of primitives cannot fail")[0];
-        acc.square().sum_axis(1)
+        let acc = tape.jvp(&[x.f], &[x.z, x.t], &[x.f, one])?[0];
+        Ok(acc.square().sum_axis(1))
     }
 }
 
@@ -267,15 +267,17 @@ impl Reg {
 /// right-hand side of the augmented CNF state `[z, ℓ, R₁, …]`.
 ///
 /// Everything is recorded on the tape, so the rates can be differentiated again (the adjoint
-/// of the augmented dynamics needs their products with `∂/∂z` and `∂/∂θ`).
+/// of the augmented dynamics needs their products with `∂/∂z` and `∂/∂θ`). An error of the
+/// field or of a rate is returned as is.
+#[allow(clippy::type_complexity)]
 pub fn rates<'t, E: Element>(
     channels: &[Rc<dyn Channel<E>>],
     t: Var<'t, E>,
     z: Var<'t, E>,
     probes: &[Tensor<E>],
-    field: impl FnOnce(Var<'t, E>, Var<'t, E>) -> Var<'t, E>,
-) -> (Var<'t, E>, Var<'t, E>, Vec<Var<'t, E>>) {
-    let f = field(t, z);
+    field: impl FnOnce(Var<'t, E>, Var<'t, E>) -> autodiff::Result<Var<'t, E>>,
+) -> autodiff::Result<(Var<'t, E>, Var<'t, E>, Vec<Var<'t, E>>)> {
+    let f = field(t, z)?;
     let (div, products) = divergence(f, z, probes);
     let inputs = RateInputs {
         t,
@@ -286,6 +288,9 @@ pub fn rates<'t, E: Element>(
         probes,
         aux: &[],
     };
-    let out = channels.iter().map(|c| c.rate(&inputs)).collect();
-    (f, div, out)
+    let out = channels
+        .iter()
+        .map(|c| c.rate(&inputs))
+        .collect::<autodiff::Result<_>>()?;
+    Ok((f, div, out))
 }

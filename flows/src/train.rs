@@ -1,5 +1,7 @@
-//! The research workflow around a training loop: checkpoints that resume a run exactly, and an
-//! exponential moving average of the weights to evaluate with.
+//! The research workflow around a training loop: checkpoints that resume a run exactly, an
+//! exponential moving average of the weights to evaluate with, and [`Trainer`], the loop the
+//! examples share (progress with an ETA, validation with early stopping, a CSV log of every
+//! metric, checkpoints every so often and `--resume`).
 //!
 //! # Checkpoints
 //!
@@ -71,6 +73,13 @@
 //! # Ok(())
 //! # }
 //! ```
+
+mod csv_log;
+mod progress;
+mod trainer;
+
+pub use progress::ProgressMode;
+pub use trainer::{Best, Metrics, Report, Step, Trainer};
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -22,8 +22,8 @@ impl<E: Element> Channel<E> for MyKinetic {
         "my_kinetic".into()
     }
 
-    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
-        x.f.square().sum_axis(1)
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> autodiff::Result<Var<'t, E>> {
+        Ok(x.f.square().sum_axis(1))
     }
 }
 
@@ -35,11 +35,11 @@ impl<E: Element> Channel<E> for TimeSmoothness {
         "time_smoothness".into()
     }
 
-    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> autodiff::Result<Var<'t, E>> {
         let tape = x.f.tape();
         let one = tape.scalar(E::ONE);
-        let ft = tape.jvp(&[x.f], &[x.t], &[one]).unwrap()[0];
-        ft.square().sum_axis(1)
+        let ft = tape.jvp(&[x.f], &[x.t], &[one])?[0];
+        Ok(ft.square().sum_axis(1))
     }
 }
 
@@ -99,8 +99,13 @@ fn a_users_channel_is_integrated_exactly_like_the_built_in_one() {
 struct LinearInTime;
 
 impl<E: Element> VectorField<E> for LinearInTime {
-    fn eval<'t>(&self, p: &[Var<'t, E>], t: Var<'t, E>, z: Var<'t, E>) -> Var<'t, E> {
-        z.matmul(p[0]) + t * p[1]
+    fn eval<'t>(
+        &self,
+        t: Var<'t, E>,
+        z: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>> {
+        Ok(z.matmul(p[0]) + t * p[1])
     }
 }
 

@@ -17,8 +17,13 @@ use rand_pcg::Pcg64;
 /// f(z) = z Aᵀ (each row z ↦ A z) with A the single parameter.
 struct Linear;
 impl<E: Element> VectorField<E> for Linear {
-    fn eval<'t>(&self, p: &[Var<'t, E>], _t: Var<'t, E>, z: Var<'t, E>) -> Var<'t, E> {
-        z.matmul_t(p[0])
+    fn eval<'t>(
+        &self,
+        _t: Var<'t, E>,
+        z: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>> {
+        Ok(z.matmul_t(p[0]))
     }
 }
 
@@ -271,22 +276,27 @@ struct LinearWithTrace {
 }
 
 impl VectorField<f64> for LinearWithTrace {
-    fn eval<'t>(&self, p: &[Var<'t, f64>], _t: Var<'t, f64>, z: Var<'t, f64>) -> Var<'t, f64> {
-        z.matmul_t(p[0])
+    fn eval<'t>(
+        &self,
+        _t: Var<'t, f64>,
+        z: Var<'t, f64>,
+        p: &[Var<'t, f64>],
+    ) -> autodiff::Result<Var<'t, f64>> {
+        Ok(z.matmul_t(p[0]))
     }
 
     fn eval_with_divergence<'t>(
         &self,
-        p: &[Var<'t, f64>],
         t: Var<'t, f64>,
         z: Var<'t, f64>,
+        p: &[Var<'t, f64>],
         _mode: Mode,
-    ) -> FieldOutput<'t, f64> {
+    ) -> autodiff::Result<FieldOutput<'t, f64>> {
         let (n, d) = z.shape();
         // tr(A) from the parameter itself, so gradients reach A through the divergence too.
         let eye = z.tape().constant(Tensor::eye(d));
         let tr = (p[0] * eye).sum().add_scalar(self.bias).broadcast_to(n, 1);
-        FieldOutput::with_divergence(self.eval(p, t, z), tr)
+        Ok(FieldOutput::with_divergence(self.eval(t, z, p)?, tr))
     }
 }
 

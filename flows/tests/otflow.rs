@@ -45,15 +45,15 @@ fn parameters_have_the_documented_names_and_shapes() {
     assert_eq!(net.param_range(), 1..11);
     assert_eq!(net.rank(), 4);
     let shape = |name: &str| params.get(name).unwrap().shape();
-    assert_eq!(shape("otflow.w"), (1, 7));
+    assert_eq!(shape("otflow.w.weight"), (1, 7));
     assert_eq!(shape("otflow.A"), (4, 4));
-    assert_eq!(shape("otflow.c"), (1, 4));
-    assert_eq!(shape("otflow.c0"), (1, 1));
-    assert_eq!(shape("otflow.K0"), (7, 4));
-    assert_eq!(shape("otflow.b0"), (1, 7));
-    assert_eq!(shape("otflow.K1"), (7, 7));
-    assert_eq!(shape("otflow.K2"), (7, 7));
-    assert_eq!(shape("otflow.b2"), (1, 7));
+    assert_eq!(shape("otflow.c.weight"), (1, 4));
+    assert_eq!(shape("otflow.c.bias"), (1, 1));
+    assert_eq!(shape("otflow.N.layers.0.weight"), (7, 4));
+    assert_eq!(shape("otflow.N.layers.0.bias"), (1, 7));
+    assert_eq!(shape("otflow.N.layers.1.weight"), (7, 7));
+    assert_eq!(shape("otflow.N.layers.2.weight"), (7, 7));
+    assert_eq!(shape("otflow.N.layers.2.bias"), (1, 7));
     let wide = OtPotential::new(&mut Params::<f64>::new(), "o", 20, 4, 2, &mut rng);
     assert_eq!(wide.rank(), 10);
 }
@@ -77,10 +77,10 @@ fn structured_gradient_and_laplacian_equal_autodiff() {
         let x = tape.var(Tensor::randn(n, d, &mut rng));
         let t = tape.var(random_time(n, &mut rng));
 
-        let (g, lap) = net.gradient_laplacian(&p, x, t);
-        let (g_ad, lap_ad) = autodiff_gradient_laplacian(&net, &p, x, t);
-        let g_only = net.gradient(&p, x, t);
-        let g_vjp = autodiff_gradient(&net, &p, x, t);
+        let (g, lap) = net.gradient_laplacian(t, x, &p).unwrap();
+        let (g_ad, lap_ad) = autodiff_gradient_laplacian(&net, t, x, &p).unwrap();
+        let g_only = net.gradient(t, x, &p).unwrap();
+        let g_vjp = autodiff_gradient(&net, t, x, &p).unwrap();
         let diff = |a: Var<'_, f64>, b: Var<'_, f64>| a.value().max_abs_diff(&b.value());
         let label = format!("d = {d}, m = {m}, M = {layers}");
         assert_eq!(g.grad_x.shape(), (n, d), "{label}");
@@ -122,13 +122,19 @@ fn zero_resnet_weights_leave_the_quadratic_potential() {
     let (d, m, layers, n) = (3, 5, 3, 4);
     let (mut params, net) = random_potential(d, m, layers, 11);
     for i in 0..layers {
-        params.get_mut(&format!("otflow.K{i}")).unwrap().fill(0.0);
-        params.get_mut(&format!("otflow.b{i}")).unwrap().fill(0.0);
+        params
+            .get_mut(&format!("otflow.N.layers.{i}.weight"))
+            .unwrap()
+            .fill(0.0);
+        params
+            .get_mut(&format!("otflow.N.layers.{i}.bias"))
+            .unwrap()
+            .fill(0.0);
     }
     let a = params.get("otflow.A").unwrap().clone();
-    let c = params.get("otflow.c").unwrap().clone();
-    let c0 = params.get("otflow.c0").unwrap().item();
-    let wsum = params.get("otflow.w").unwrap().sum();
+    let c = params.get("otflow.c.weight").unwrap().clone();
+    let c0 = params.get("otflow.c.bias").unwrap().item();
+    let wsum = params.get("otflow.w.weight").unwrap().sum();
     let mut rng = Pcg64::seed_from_u64(12);
     let xs = Tensor::randn(n, d, &mut rng);
     let ts = random_time(n, &mut rng);
@@ -136,8 +142,8 @@ fn zero_resnet_weights_leave_the_quadratic_potential() {
     let tape = Tape::<f64>::new();
     let p = params.vars(&tape);
     let (x, t) = (tape.var(xs.clone()), tape.var(ts.clone()));
-    let (g, lap) = net.gradient_laplacian(&p, x, t);
-    let phi = net.phi(&p, x, t).value();
+    let (g, lap) = net.gradient_laplacian(t, x, &p).unwrap();
+    let phi = net.phi(t, x, &p).unwrap().value();
 
     // Closed form: with N ≡ σ(0)(1 + h(M−1)) = 2 ln 2, Φ = 2 ln 2 Σw + ½‖As‖² + cᵀs + c₀,
     // ∇Φ = AᵀA s + c, tr ∇²ₓΦ = Σ_{k<d} ‖A_{:,k}‖².
@@ -174,8 +180,13 @@ struct HjbSolution {
 }
 
 impl Potential<f64> for HjbSolution {
-    fn phi<'t>(&self, _p: &[Var<'t, f64>], x: Var<'t, f64>, t: Var<'t, f64>) -> Var<'t, f64> {
-        x.row_sq_norm() / (t + self.t0) * -0.5
+    fn phi<'t>(
+        &self,
+        t: Var<'t, f64>,
+        x: Var<'t, f64>,
+        _p: &[Var<'t, f64>],
+    ) -> autodiff::Result<Var<'t, f64>> {
+        Ok(x.row_sq_norm() / (t + self.t0) * -0.5)
     }
 }
 

@@ -19,8 +19,13 @@ use rand_pcg::Pcg64;
 /// f(z) = z Aᵀ (each row z ↦ A z) with A the single parameter.
 struct Linear;
 impl<E: Element> VectorField<E> for Linear {
-    fn eval<'t>(&self, p: &[Var<'t, E>], _t: Var<'t, E>, z: Var<'t, E>) -> Var<'t, E> {
-        z.matmul_t(p[0])
+    fn eval<'t>(
+        &self,
+        _t: Var<'t, E>,
+        z: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>> {
+        Ok(z.matmul_t(p[0]))
     }
 }
 
@@ -171,7 +176,7 @@ fn regularizer_channels_equal_quadratures_along_a_dense_trajectory() {
     let m = 400;
     let times: Vec<f64> = (0..=m).map(|k| t_end * k as f64 / m as f64).collect();
     let field = net.clone();
-    let f = dynamics::<f64, _>(move |_tape, t, z, p| vec![field.forward(p, t, z[0])]);
+    let f = dynamics::<f64, _>(move |_tape, t, z, p| Ok(vec![field.forward(p, t, z[0])]));
     let theta: Vec<Tensor<f64>> = params.tensors().cloned().collect();
     let traj = solve(&f, std::slice::from_ref(&x), &theta, &times, &tight()).unwrap();
     let mut samples = vec![vec![[0.0; 5]; m + 1]; 4];

@@ -10,7 +10,12 @@ use autodiff::{Element, Tape, Var};
 /// (the solvers check it and panic otherwise, naming the channel and both shapes).
 ///
 /// The solvers record `t`, `z` and `params` with [`Tape::var`], so `eval` may itself
-/// differentiate (exact traces, adjoint systems calling [`Tape::vjp`]).
+/// differentiate (exact traces, adjoint systems calling [`Tape::vjp`]); that is why it returns
+/// an [`autodiff::Result`]: a failing `vjp`/`jvp` inside it (e.g. of a nested solve) propagates
+/// with `?`. A solve whose dynamics fail stops with [`OdeError::Dynamics`](crate::OdeError::Dynamics).
+///
+/// The argument order `(tape, t, z, params)` is the one every evaluation in the workspace
+/// uses (flows' vector fields and potentials take `(t, z, params)`, without the tape).
 ///
 /// Closures with the right signature implement the trait; [`dynamics`] gives a closure stored
 /// in a variable the higher-ranked signature it needs.
@@ -22,12 +27,17 @@ pub trait Dynamics<E: Element> {
         t: Var<'t, E>,
         z: &[Var<'t, E>],
         params: &[Var<'t, E>],
-    ) -> Vec<Var<'t, E>>;
+    ) -> autodiff::Result<Vec<Var<'t, E>>>;
 }
 
 impl<E: Element, F> Dynamics<E> for F
 where
-    F: for<'t> Fn(&'t Tape<E>, Var<'t, E>, &[Var<'t, E>], &[Var<'t, E>]) -> Vec<Var<'t, E>>,
+    F: for<'t> Fn(
+        &'t Tape<E>,
+        Var<'t, E>,
+        &[Var<'t, E>],
+        &[Var<'t, E>],
+    ) -> autodiff::Result<Vec<Var<'t, E>>>,
 {
     fn eval<'t>(
         &self,
@@ -35,7 +45,7 @@ where
         t: Var<'t, E>,
         z: &[Var<'t, E>],
         params: &[Var<'t, E>],
-    ) -> Vec<Var<'t, E>> {
+    ) -> autodiff::Result<Vec<Var<'t, E>>> {
         self(tape, t, z, params)
     }
 }
@@ -45,12 +55,17 @@ where
 ///
 /// ```
 /// use ode::dynamics;
-/// let decay = dynamics::<f64, _>(|_tape, _t, z, _p| vec![-z[0]]);
+/// let decay = dynamics::<f64, _>(|_tape, _t, z, _p| Ok(vec![-z[0]]));
 /// # let _ = decay;
 /// ```
 pub fn dynamics<E: Element, F>(f: F) -> F
 where
-    F: for<'t> Fn(&'t Tape<E>, Var<'t, E>, &[Var<'t, E>], &[Var<'t, E>]) -> Vec<Var<'t, E>>,
+    F: for<'t> Fn(
+        &'t Tape<E>,
+        Var<'t, E>,
+        &[Var<'t, E>],
+        &[Var<'t, E>],
+    ) -> autodiff::Result<Vec<Var<'t, E>>>,
 {
     f
 }

@@ -57,6 +57,37 @@ pub enum OdeError {
         /// allowance (infinite when the replay is not finite).
         deviation: f64,
     },
+    /// The dynamics returned an error (e.g. a `vjp` or a nested solve inside
+    /// [`Dynamics::eval`](crate::Dynamics::eval) failed).
+    Dynamics {
+        /// Time of the evaluation that failed.
+        t: f64,
+        /// The dynamics' error.
+        source: DynamicsError,
+    },
+}
+
+/// The error a [`Dynamics`](crate::Dynamics) evaluation returned, shared so that
+/// [`OdeError`] stays `Clone` (two values are equal when they share the same error).
+#[derive(Clone, Debug)]
+pub struct DynamicsError(pub std::sync::Arc<autodiff::Error>);
+
+impl PartialEq for DynamicsError {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Display for DynamicsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DynamicsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
 }
 
 impl fmt::Display for OdeError {
@@ -83,8 +114,18 @@ impl fmt::Display for OdeError {
                  by {deviation:e} times the allowed deviation (the steps are unstable when replayed); \
                  use Adjoint::Backsolve or Adjoint::Checkpointed"
             ),
+            OdeError::Dynamics { t, source } => {
+                write!(f, "the dynamics failed at t = {t:e}: {source}")
+            }
         }
     }
 }
 
-impl std::error::Error for OdeError {}
+impl std::error::Error for OdeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OdeError::Dynamics { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -39,7 +39,7 @@
 //! use ode::{dynamics, solve, Options};
 //!
 //! // dz/dt = -k z with the rate k as a parameter; z(1) = e^{-k}.
-//! let f = dynamics::<f64, _>(|_tape, _t, z, p| vec![-(z[0] * p[0])]);
+//! let f = dynamics::<f64, _>(|_tape, _t, z, p| Ok(vec![-(z[0] * p[0])]));
 //! let z0 = [Tensor::from_f64s(1, 2, &[1.0, 2.0])];
 //! let k = [Tensor::scalar(0.5)];
 //! let sol = solve(&f, &z0, &k, &[0.0, 0.5, 1.0], &Options::dopri5(1e-8, 1e-10)).unwrap();
@@ -59,7 +59,7 @@ mod solve;
 pub mod tableau;
 
 pub use dynamics::{dynamics, Dynamics};
-pub use error::OdeError;
+pub use error::{DynamicsError, OdeError};
 pub use odeint::{
     event_fn, odeint, odeint_event, Event, EventError, EventFn, EventSolution, OdeSolution,
     OdeStats, Times,

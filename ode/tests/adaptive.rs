@@ -24,7 +24,7 @@ const ADAPTIVE: [Method; 6] = [
 
 #[test]
 fn exponential_decay_meets_tolerance() {
-    let f = dynamics::<f64, _>(|_t, _time, z, _p| vec![-z[0]]);
+    let f = dynamics::<f64, _>(|_t, _time, z, _p| Ok(vec![-z[0]]));
     let z0 = [Tensor::from_f64s(1, 2, &[1.0, 2.0])];
     for m in ADAPTIVE {
         let tol = 1e-6;

@@ -34,7 +34,7 @@ static GLOBAL: Counting = Counting;
 /// fixed RK4 steps with the given adjoint.
 fn footprint(adjoint: Adjoint, steps: usize) -> (usize, usize) {
     let f: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(|_tape, _t, z, p| {
-        vec![(z[0].matmul(p[0]) + p[1]).tanh().matmul(p[2])]
+        Ok(vec![(z[0].matmul(p[0]) + p[1]).tanh().matmul(p[2])])
     }));
     let mut rng = rand_pcg::Pcg64::seed_from_u64(0);
     let xs = [

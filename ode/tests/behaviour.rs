@@ -99,7 +99,7 @@ fn quadrature_channels_can_be_left_out_of_error_control() {
     let f = dynamics::<f64, _>(
         |_tape: &Tape<f64>, t: Var<'_, f64>, z: &[Var<'_, f64>], _p| {
             let w = (t * 20.0).sin() * 0.5 + 1.0;
-            vec![-z[0], z[0] * z[0] * w * 1e3]
+            Ok(vec![-z[0], z[0] * z[0] * w * 1e3])
         },
     );
     let z0 = [
@@ -140,7 +140,7 @@ fn nan_in_the_dynamics_is_a_typed_error() {
     let f = dynamics::<f64, _>(
         |tape: &Tape<f64>, t: Var<'_, f64>, z: &[Var<'_, f64>], _p| {
             let bad = if t.item() > 0.5 { f64::NAN } else { 0.0 };
-            vec![-z[0] + tape.scalar(bad)]
+            Ok(vec![-z[0] + tape.scalar(bad)])
         },
     );
     let z0 = [Tensor::from_f64s(1, 1, &[1.0])];
@@ -267,7 +267,7 @@ fn invalid_times_and_options_are_rejected_before_any_work() {
     expected = "Dynamics::eval: output channel 0 has shape (1, 1) but state channel 0 has shape (1, 2)"
 )]
 fn output_shape_mismatch_panics_with_the_shapes() {
-    let f = dynamics::<f64, _>(|_tape, _t, z, _p| vec![z[0].sum()]);
+    let f = dynamics::<f64, _>(|_tape, _t, z, _p| Ok(vec![z[0].sum()]));
     let _ = solve(
         &f,
         &osc_z0(),
@@ -339,7 +339,7 @@ fn dynamics_may_differentiate_internally() {
     let f = dynamics::<f64, _>(|tape: &Tape<f64>, _t, z: &[Var<'_, f64>], _p| {
         let v = (z[0].powi(4) * 0.25).sum();
         let g = tape.grad_graph(v, &[z[0]]).unwrap();
-        vec![-g[0]]
+        Ok(vec![-g[0]])
     });
     let z0 = [Tensor::from_f64s(1, 1, &[1.0])];
     let sol = solve(&f, &z0, &[], &[0.0, 1.0], &Options::dopri5(1e-10, 1e-10)).unwrap();
@@ -373,7 +373,7 @@ fn large_systems_use_matrix_free_gmres() {
             lap[i * n + i + 1] = 1.0 / (dx * dx);
         }
     }
-    let f = dynamics::<f64, _>(|_tape, _t, z, p| vec![z[0].matmul(p[0])]);
+    let f = dynamics::<f64, _>(|_tape, _t, z, p| Ok(vec![z[0].matmul(p[0])]));
     let mode = |k: f64| {
         Tensor::from_fn(1, n, |_, i| {
             (k * std::f64::consts::PI * (i + 1) as f64 * dx).sin()
@@ -432,7 +432,7 @@ fn stats_add_up() {
 
 #[test]
 fn works_in_single_precision() {
-    let f = dynamics::<f32, _>(|_tape, _t, z, _p| vec![-z[0]]);
+    let f = dynamics::<f32, _>(|_tape, _t, z, _p| Ok(vec![-z[0]]));
     let z0 = [Tensor::<f32>::from_f64s(1, 1, &[1.0])];
     let sol = solve(
         &f,

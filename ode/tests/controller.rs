@@ -8,7 +8,7 @@ use ode::{dynamics, solve, Controller, Method, OdeError, Options, Solution};
 /// `z' = z Aᵀ` for the harmonic oscillator `x'' = −x` with `z = (x, v)`: `z(t) = (cos t, −sin t)`
 /// from `(1, 0)`.
 fn oscillator(t1: f64, opts: &Options<f64>) -> (Solution<f64>, f64) {
-    let f = dynamics::<f64, _>(|_tape, _t, z, p| vec![z[0].matmul(p[0])]);
+    let f = dynamics::<f64, _>(|_tape, _t, z, p| Ok(vec![z[0].matmul(p[0])]));
     let at = Tensor::from_f64s(2, 2, &[0.0, -1.0, 1.0, 0.0]);
     let z0 = [Tensor::from_f64s(1, 2, &[1.0, 0.0])];
     let sol = solve(&f, &z0, &[at], &[0.0, t1], opts).unwrap();
@@ -19,7 +19,7 @@ fn oscillator(t1: f64, opts: &Options<f64>) -> (Solution<f64>, f64) {
 
 /// `z' = −z` from `(1, −2, 0.5)`: `z(t) = z0 e^{−t}`.
 fn decay(t1: f64, opts: &Options<f64>) -> (Solution<f64>, f64) {
-    let f = dynamics::<f64, _>(|_tape, _t, z, _p| vec![-z[0]]);
+    let f = dynamics::<f64, _>(|_tape, _t, z, _p| Ok(vec![-z[0]]));
     let z0s = [1.0, -2.0, 0.5];
     let z0 = [Tensor::from_f64s(1, 3, &z0s)];
     let sol = solve(&f, &z0, &[], &[0.0, t1], opts).unwrap();
@@ -147,7 +147,7 @@ fn invalid_controller_settings_are_refused_before_any_work() {
         Controller::integral().factormax(0.5),
         Controller::integral().factormax(f64::INFINITY),
     ];
-    let f = dynamics::<f64, _>(|_tape, _t, z, _p| vec![-z[0]]);
+    let f = dynamics::<f64, _>(|_tape, _t, z, _p| Ok(vec![-z[0]]));
     let z0 = [Tensor::from_f64s(1, 1, &[1.0])];
     for c in bad {
         assert!(c.validate().is_err(), "{c:?}");

@@ -65,7 +65,7 @@ fn interpolant_error_inside_one_step_falls_with_the_extension_order() {
     // y' = y cos t, y(0) = 1: y = exp(sin t). One step of size h (a huge tolerance accepts
     // it); the interpolant's error at an interior θ is O(h^(p+1)) for an extension of order
     // p, so its slope against h is p + 1 (the step's own end is more accurate).
-    let f = dynamics::<f64, _>(|_tape, t, z, _p| vec![z[0] * t.cos()]);
+    let f = dynamics::<f64, _>(|_tape, t, z, _p| Ok(vec![z[0] * t.cos()]));
     let z0 = [Tensor::scalar(1.0)];
     for (m, p) in EXTENSIONS {
         let hs: &[f64] = if p == 7 {

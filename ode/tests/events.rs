@@ -14,7 +14,7 @@ use ode::{
 fn ball() -> Rc<dyn Dynamics<f64>> {
     Rc::new(dynamics(
         |tape: &Tape<f64>, _t, z: &[Var<'_, f64>], p: &[Var<'_, f64>]| {
-            vec![tape.concat_cols(&[z[0].slice_cols(1, 2), -p[0]])]
+            Ok(vec![tape.concat_cols(&[z[0].slice_cols(1, 2), -p[0]])])
         },
     ))
 }
@@ -88,7 +88,7 @@ fn dragged() -> (Rc<dyn Dynamics<f64>>, Event<f64>) {
     let f: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(
         |tape: &Tape<f64>, _t, z: &[Var<'_, f64>], p: &[Var<'_, f64>]| {
             let v = z[0].slice_cols(1, 2);
-            vec![tape.concat_cols(&[v, -p[0] - p[1] * v])]
+            Ok(vec![tape.concat_cols(&[v, -p[0] - p[1] * v])])
         },
     ));
     let floor = Event::new(event_fn(
@@ -236,7 +236,7 @@ fn the_root_finder_stops_at_its_iteration_cap() {
 fn events_work_in_single_precision() {
     let f: Rc<dyn Dynamics<f32>> = Rc::new(dynamics(
         |tape: &Tape<f32>, _t, z: &[Var<'_, f32>], p: &[Var<'_, f32>]| {
-            vec![tape.concat_cols(&[z[0].slice_cols(1, 2), -p[0]])]
+            Ok(vec![tape.concat_cols(&[z[0].slice_cols(1, 2), -p[0]])])
         },
     ));
     let ground = Event::new(event_fn(|_tape, _t, z: &[Var<'_, f32>], _p| {

@@ -13,7 +13,7 @@ fn neural() -> Rc<dyn Dynamics<f64>> {
     Rc::new(dynamics(|tape, t, z, p| {
         let (r, _) = z[0].shape();
         let zt = tape.concat_cols(&[z[0], t.broadcast_to(r, 1)]);
-        vec![(zt.matmul(p[0]) + p[1]).tanh().matmul(p[2])]
+        Ok(vec![(zt.matmul(p[0]) + p[1]).tanh().matmul(p[2])])
     }))
 }
 
@@ -34,7 +34,7 @@ fn neural_inputs(seed: u64) -> Vec<Tensor<f64>> {
 /// Linear dynamics dz/dt = z A with a parameter matrix, plus a quadrature channel ‖z‖².
 fn linear_with_quadrature() -> Rc<dyn Dynamics<f64>> {
     Rc::new(dynamics(|_tape, _t, z, p| {
-        vec![z[0].matmul(p[0]), z[0].square().sum_axis(1)]
+        Ok(vec![z[0].matmul(p[0]), z[0].square().sum_axis(1)])
     }))
 }
 
@@ -244,7 +244,7 @@ fn checkpointed_refuses_higher_order_with_a_clear_error() {
 
 #[test]
 fn forward_errors_are_typed() {
-    let f: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(|_tape, _t, z, _p| vec![z[0].square()]));
+    let f: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(|_tape, _t, z, _p| Ok(vec![z[0].square()])));
     let tape = Tape::new();
     let z0 = tape.var(Tensor::scalar(1.0));
     // z' = z², z(0) = 1 blows up at t = 1.
@@ -318,7 +318,7 @@ fn seminorm_takes_fewer_backward_steps_with_the_same_gradient() {
 fn jvp_of_vjp_uses_the_sensitivity_of_the_adjoint() {
     // d/dk of the gradient of z(1) for z' = −k z, analytically: z(1) = z0 e^{−k},
     // ∂z/∂k = −z0 e^{−k}, ∂²z/∂k² = z0 e^{−k}.
-    let f: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(|_tape, _t, z, p| vec![-(z[0] * p[0])]));
+    let f: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(|_tape, _t, z, p| Ok(vec![-(z[0] * p[0])])));
     let tape = Tape::new();
     let z0 = tape.var(Tensor::scalar(1.5));
     let k = tape.var(Tensor::scalar(0.3));

@@ -113,7 +113,7 @@ fn transpose(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
 }
 
 fn decay() -> Rc<dyn Dynamics<f64>> {
-    Rc::new(dynamics(|_tape, _t, z, p| vec![-(z[0] * p[0])]))
+    Rc::new(dynamics(|_tape, _t, z, p| Ok(vec![-(z[0] * p[0])])))
 }
 
 fn opts(adjoint: Adjoint) -> Options<f64> {
@@ -202,7 +202,7 @@ fn full_hessian_of_a_linear_solve_is_symmetric_exact_and_matches_finite_differen
 fn full_hessian_of_a_neural_solve_is_symmetric_and_matches_finite_differences() {
     // f(t, z) = tanh(z W1 + t u) W2, a time-dependent network; z is 1 × 2.
     let f: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(|_tape, t, z, p| {
-        vec![(z[0].matmul(p[0]) + t * p[1]).tanh().matmul(p[2])]
+        Ok(vec![(z[0].matmul(p[0]) + t * p[1]).tanh().matmul(p[2])])
     }));
     let mut rng = rand_pcg::Pcg64::seed_from_u64(7);
     let mut w1 = Tensor::randn(2, 3, &mut rng);
@@ -259,7 +259,7 @@ fn a_dynamics_that_differentiates_itself_along_t_works_with_a_learnable_end_time
         let h = p[0] * t.square();
         let one = tape.constant(Tensor::scalar(1.0));
         let dh = tape.jvp(&[h], &[t], &[one]).unwrap()[0];
-        vec![-(z[0] * dh)]
+        Ok(vec![-(z[0] * dh)])
     }));
     let (z0v, thv, tv) = (1.2f64, 0.4f64, 1.1f64);
     for adj in [Adjoint::Backsolve, Adjoint::Direct] {
@@ -307,7 +307,7 @@ fn evaluation_counts_see_every_evaluation_of_the_dynamics_by_phase() {
     let c2 = calls.clone();
     let f: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(move |_tape, t, z, p| {
         c2.set(c2.get() + 1);
-        vec![(z[0].matmul(p[0]) + t * p[1]).tanh()]
+        Ok(vec![(z[0].matmul(p[0]) + t * p[1]).tanh()])
     }));
     let tape = Tape::<f64>::new();
     let z0 = tape.var(Tensor::from_f64s(1, 2, &[0.3, -0.2]));

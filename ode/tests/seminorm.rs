@@ -14,7 +14,7 @@ fn neural() -> Rc<dyn Dynamics<f64>> {
     Rc::new(dynamics(|tape, t, z, p| {
         let (r, _) = z[0].shape();
         let zt = tape.concat_cols(&[z[0], t.broadcast_to(r, 1)]);
-        vec![(zt.matmul(p[0]) + p[1]).tanh().matmul(p[2])]
+        Ok(vec![(zt.matmul(p[0]) + p[1]).tanh().matmul(p[2])])
     }))
 }
 
@@ -168,7 +168,7 @@ fn rotation_with(extra: usize) -> impl Dynamics<f64> {
             out.push(z[0].square().sum_axis(1));
         }
         out.extend(z.iter().skip(2).map(|c| *c * 0.0));
-        out
+        Ok(out)
     })
 }
 

@@ -8,7 +8,9 @@ use autodiff::{Tape, Tensor, Var};
 use ode::{dynamics, odeint, Adjoint, Dynamics, OdeStats, Options};
 
 fn field() -> Rc<dyn Dynamics<f64>> {
-    Rc::new(dynamics(|_tape, _t, z, p| vec![(z[0].matmul(p[0])).tanh()]))
+    Rc::new(dynamics(|_tape, _t, z, p| {
+        Ok(vec![(z[0].matmul(p[0])).tanh()])
+    }))
 }
 
 fn values() -> (Tensor<f64>, Tensor<f64>) {

@@ -128,14 +128,14 @@ fn kvaerno_methods_are_l_stable() {
 
 /// `y' = λ (y − cos t) − sin t` with `y(0) = 1` has the solution `cos t` for every λ.
 fn prothero_robinson(lambda: f64) -> impl Dynamics<f64> {
-    dynamics::<f64, _>(move |_tape, t, z, _p| vec![(z[0] - t.cos()) * lambda - t.sin()])
+    dynamics::<f64, _>(move |_tape, t, z, _p| Ok(vec![(z[0] - t.cos()) * lambda - t.sin()]))
 }
 
 #[test]
 fn one_huge_stiff_step_is_damped_by_the_solver() {
     // y' = −10⁸ y: one step of size 1 leaves |y₁| ≈ |R(−10⁸)| ≪ 1 (an A- but not L-stable
     // method would leave |y₁| near 1).
-    let f = dynamics::<f64, _>(|_tape, _t, z, _p| vec![z[0] * -1e8]);
+    let f = dynamics::<f64, _>(|_tape, _t, z, _p| Ok(vec![z[0] * -1e8]));
     for m in [Method::Kvaerno3, Method::Kvaerno5, Method::Sdirk2] {
         let opts = Options::new(m).stepping(Stepping::Steps(1));
         let sol = solve(
@@ -164,7 +164,7 @@ fn slope(hs: &[f64], errs: &[f64]) -> f64 {
 
 /// `y' = y cos t`, `y(0) = 1`: `y = exp(sin t)`.
 fn smooth() -> impl Dynamics<f64> {
-    dynamics::<f64, _>(|_tape, t, z, _p| vec![z[0] * t.cos()])
+    dynamics::<f64, _>(|_tape, t, z, _p| Ok(vec![z[0] * t.cos()]))
 }
 
 #[test]
@@ -202,7 +202,7 @@ fn tolerance_ratio(m: Method, tol: f64) -> f64 {
     let osc = dynamics::<f64, _>(|_tape, _t, z, _p| {
         let x = z[0].slice_cols(0, 1);
         let v = z[0].slice_cols(1, 2);
-        vec![z[0].tape().concat_cols(&[v, -x])]
+        Ok(vec![z[0].tape().concat_cols(&[v, -x])])
     });
     let t1 = 2.0 * std::f64::consts::PI;
     let opts = Options::new(m).rtol(tol).atol(tol);
@@ -258,7 +258,7 @@ fn sdirk2_estimate_is_first_order_without_an_f0_term() {
 fn newton_norm_with_atol_zero_and_an_exact_zero_component() {
     // Regression: with atol = 0 the second component (exactly 0 throughout) gave 0/0 = NaN
     // in the Newton convergence norm and every step failed.
-    let f = dynamics::<f64, _>(|_tape, _t, z, _p| vec![z[0] * z[0].slice_cols(0, 1) * -1.0]);
+    let f = dynamics::<f64, _>(|_tape, _t, z, _p| Ok(vec![z[0] * z[0].slice_cols(0, 1) * -1.0]));
     for m in [
         Method::Sdirk2,
         Method::Kvaerno3,
@@ -330,7 +330,7 @@ fn van_der_pol() -> Rc<dyn Dynamics<f64>> {
         let x = z[0].slice_cols(0, 1);
         let v = z[0].slice_cols(1, 2);
         let dv = p[0] * (x.square().rsub_scalar(1.0)) * v - x;
-        vec![tape.concat_cols(&[v, dv])]
+        Ok(vec![tape.concat_cols(&[v, dv])])
     }))
 }
 
@@ -383,7 +383,7 @@ fn kvaerno_runs_matrix_free_on_large_systems_and_in_f32() {
         let zero = tape.zeros(1, 1);
         let left = tape.concat_cols(&[zero, z[0].slice_cols(0, n - 1)]);
         let right = tape.concat_cols(&[z[0].slice_cols(1, n), zero]);
-        vec![(left + right - z[0] * 2.0) * (1.0 / (dx * dx))]
+        Ok(vec![(left + right - z[0] * 2.0) * (1.0 / (dx * dx))])
     });
     let pi = std::f64::consts::PI;
     let mode = Tensor::from_fn(1, n, |_, i| (pi * (i + 1) as f64 * dx).sin());
@@ -401,7 +401,7 @@ fn kvaerno_runs_matrix_free_on_large_systems_and_in_f32() {
         assert!(sol.stats.accepted < 100, "{m}: {:?}", sol.stats);
     }
     // f32: the stiff Prothero–Robinson problem at rtol 1e-4.
-    let g = dynamics::<f32, _>(|_tape, t, z, _p| vec![(z[0] - t.cos()) * -1e5f32 - t.sin()]);
+    let g = dynamics::<f32, _>(|_tape, t, z, _p| Ok(vec![(z[0] - t.cos()) * -1e5f32 - t.sin()]));
     for m in [Method::Kvaerno3, Method::Kvaerno5] {
         let opts = Options::<f32>::new(m).rtol(1e-4).atol(1e-4);
         let sol = solve(

@@ -17,7 +17,7 @@ fn strategies() -> [Adjoint; 3] {
 }
 
 fn decay() -> Rc<dyn Dynamics<f64>> {
-    Rc::new(dynamics(|_tape, _t, z, p| vec![-(z[0] * p[0])]))
+    Rc::new(dynamics(|_tape, _t, z, p| Ok(vec![-(z[0] * p[0])])))
 }
 
 fn ode_error(e: &autodiff::Error) -> &OdeError {
@@ -73,8 +73,9 @@ fn checkpointed_validates_fixed_steps_before_dividing_them() {
 fn a_direct_replay_that_drifts_from_the_solve_is_an_error_not_a_value() {
     // z' = −1e4 (z − cos t): Dopri5 keeps it stable by error control, but the replay of its
     // steps on the tape amplifies the rounding of the recorded step sizes.
-    let f: Rc<dyn Dynamics<f64>> =
-        Rc::new(dynamics(|_tape, t, z, _p| vec![(z[0] - t.cos()) * -1e4]));
+    let f: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(|_tape, t, z, _p| {
+        Ok(vec![(z[0] - t.cos()) * -1e4])
+    }));
     let o = Options::dopri5(1e-6, 1e-6);
     let plain = solve(&*f, &[Tensor::scalar(0.0)], &[], &[0.0, 10.0], &o).unwrap();
     assert!((plain.last()[0].item() - 10f64.cos()).abs() < 1e-3);
@@ -114,7 +115,7 @@ fn a_direct_replay_that_drifts_from_the_solve_is_an_error_not_a_value() {
 #[test]
 fn pure_relative_tolerance_handles_components_that_are_exactly_zero() {
     // z = (e^{−t}, 0): the second component is exactly zero throughout, atol = 0.
-    let f = dynamics::<f64, _>(|_tape, _t, z, _p| vec![-z[0]]);
+    let f = dynamics::<f64, _>(|_tape, _t, z, _p| Ok(vec![-z[0]]));
     let z0 = [Tensor::from_f64s(1, 2, &[1.0, 0.0])];
     let sol = solve(&f, &z0, &[], &[0.0, 1.0], &Options::dopri5(1e-8, 0.0)).unwrap();
     let z1 = &sol.last()[0];
@@ -126,7 +127,7 @@ fn pure_relative_tolerance_handles_components_that_are_exactly_zero() {
 fn huge_but_finite_derivatives_are_integrated() {
     // z' = 1e200 from z0 = 1: z(1) = 1e200. The squares in the initial-step norm overflow;
     // the norm must not, or the first step comes out zero.
-    let f = dynamics::<f64, _>(|tape, _t, _z, _p| vec![tape.constant(Tensor::scalar(1e200))]);
+    let f = dynamics::<f64, _>(|tape, _t, _z, _p| Ok(vec![tape.constant(Tensor::scalar(1e200))]));
     let sol = solve(
         &f,
         &[Tensor::scalar(1.0)],
@@ -142,7 +143,7 @@ fn huge_but_finite_derivatives_are_integrated() {
 
 #[test]
 fn tolerances_below_the_element_precision_are_rejected_with_a_clear_message() {
-    let f = dynamics::<f32, _>(|_tape, _t, z, _p| vec![-z[0]]);
+    let f = dynamics::<f32, _>(|_tape, _t, z, _p| Ok(vec![-z[0]]));
     let z0 = [Tensor::<f32>::from_f64s(1, 1, &[1.0])];
     let r = solve(
         &f,
@@ -190,7 +191,9 @@ fn a_faithful_single_precision_replay_is_accepted() {
     // Fixed-step RK4 in f32 on a tanh network: the replay on the tape rounds differently
     // from the value solve (≈1e-5 here), which is not a divergence.
     let f: Rc<dyn Dynamics<f32>> = Rc::new(dynamics(|_tape, _t, z, p| {
-        vec![(z[0].matmul(p[0]) * 3.0f32).tanh().matmul(p[1]) * 4.0f32]
+        Ok(vec![
+            (z[0].matmul(p[0]) * 3.0f32).tanh().matmul(p[1]) * 4.0f32,
+        ])
     }));
     let mut z0 = Tensor::<f32>::zeros(64, 2);
     for (i, v) in z0.as_mut_slice().iter_mut().enumerate() {

@@ -51,9 +51,18 @@ impl<'t, E: Element> FieldOutput<'t, E> {
 /// Each block owns a contiguous range of the parameter store; the field receives exactly that
 /// slice of variables, in store order (so the ODE solve and its adjoint carry only this
 /// block's parameters). `t` is `1 × 1`.
+///
+/// The arguments come in the order of [`ode::Dynamics::eval`] (`t`, the state, the
+/// parameters), and evaluation returns an [`autodiff::Result`] so that a field which
+/// differentiates on the tape (`jvp`, `vjp`, a nested solve) propagates their errors with `?`.
 pub trait VectorField<E: Element> {
     /// Evaluates `f(t, z)` with `p` the block's own parameters.
-    fn eval<'t>(&self, p: &[Var<'t, E>], t: Var<'t, E>, z: Var<'t, E>) -> Var<'t, E>;
+    fn eval<'t>(
+        &self,
+        t: Var<'t, E>,
+        z: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>>;
 
     /// Evaluates the field for a pass of the flow in `mode`, optionally with its own exact
     /// divergence and auxiliary quantities ([`FieldOutput`]).
@@ -66,20 +75,25 @@ pub trait VectorField<E: Element> {
     /// Everything must be recorded with tape operations, so the adjoint can differentiate it.
     fn eval_with_divergence<'t>(
         &self,
-        p: &[Var<'t, E>],
         t: Var<'t, E>,
         z: Var<'t, E>,
+        p: &[Var<'t, E>],
         mode: Mode,
-    ) -> FieldOutput<'t, E> {
+    ) -> autodiff::Result<FieldOutput<'t, E>> {
         let _ = mode;
-        FieldOutput::new(self.eval(p, t, z))
+        Ok(FieldOutput::new(self.eval(t, z, p)?))
     }
 }
 
 /// An [`OdeNet`] addressing its parameters relative to its range (see [`OdeNet::relative`]).
 impl<E: Element> VectorField<E> for OdeNet {
-    fn eval<'t>(&self, p: &[Var<'t, E>], t: Var<'t, E>, z: Var<'t, E>) -> Var<'t, E> {
-        self.forward(p, t, z)
+    fn eval<'t>(
+        &self,
+        t: Var<'t, E>,
+        z: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>> {
+        Ok(self.forward(p, t, z))
     }
 }
 
@@ -99,9 +113,9 @@ impl<E: Element> Dynamics<E> for FlowDynamics<E> {
         t: Var<'t, E>,
         s: &[Var<'t, E>],
         p: &[Var<'t, E>],
-    ) -> Vec<Var<'t, E>> {
+    ) -> autodiff::Result<Vec<Var<'t, E>>> {
         let z = s[0];
-        let out = self.field.eval_with_divergence(p, t, z, self.mode);
+        let out = self.field.eval_with_divergence(t, z, p, self.mode)?;
         let f = out.f;
         // A field's own divergence replaces the estimator, and with it its probes: the
         // products handed to the channels must belong to the divergence actually used.
@@ -125,8 +139,10 @@ impl<E: Element> Dynamics<E> for FlowDynamics<E> {
                 probes,
                 aux: &out.aux,
             };
-            rhs.extend(self.channels.iter().map(|c| c.rate(&inputs)));
+            for c in &self.channels {
+                rhs.push(c.rate(&inputs)?);
+            }
         }
-        rhs
+        Ok(rhs)
     }
 }

@@ -298,8 +298,14 @@ impl<E: Element> Flow<E> {
 
     /// Seeds the generator of the Hutchinson probes and of STEER's end times.
     pub fn seed(self, seed: u64) -> Self {
-        *self.rng.borrow_mut() = <rand_pcg::Pcg64 as rand::SeedableRng>::seed_from_u64(seed);
+        self.reseed(seed);
         self
+    }
+
+    /// [`seed`](Self::seed) in place, through a shared reference (a training step that
+    /// draws the seed from the run's generator borrows the flow only immutably).
+    pub fn reseed(&self, seed: u64) {
+        *self.rng.borrow_mut() = <rand_pcg::Pcg64 as rand::SeedableRng>::seed_from_u64(seed);
     }
 
     /// The current end time T (from the store when it is learnable).

@@ -74,34 +74,41 @@ fn output<'t, E: Element>(g: PotentialGrad<'t, E>, lap: Option<Var<'t, E>>) -> F
 }
 
 impl<E: Element> VectorField<E> for PotentialField<E> {
-    fn eval<'t>(&self, p: &[Var<'t, E>], t: Var<'t, E>, z: Var<'t, E>) -> Var<'t, E> {
-        -self.potential.gradient(p, z, rows(t, z)).grad_x
+    fn eval<'t>(
+        &self,
+        t: Var<'t, E>,
+        z: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>> {
+        Ok(-self.potential.gradient(rows(t, z), z, p)?.grad_x)
     }
 
     fn eval_with_divergence<'t>(
         &self,
-        p: &[Var<'t, E>],
         t: Var<'t, E>,
         z: Var<'t, E>,
+        p: &[Var<'t, E>],
         mode: Mode,
-    ) -> FieldOutput<'t, E> {
+    ) -> autodiff::Result<FieldOutput<'t, E>> {
         let tc = rows(t, z);
         let pot = &*self.potential;
         let trace = match mode {
             Mode::Train => self.trace,
             Mode::Eval => OtTrace::Exact,
         };
-        match trace {
+        Ok(match trace {
             OtTrace::Exact => {
-                let (g, lap) = pot.gradient_laplacian(p, z, tc);
+                let (g, lap) = pot.gradient_laplacian(tc, z, p)?;
                 output(g, Some(lap))
             }
             OtTrace::Autodiff => {
-                let (g, lap) = autodiff_gradient_laplacian(pot, p, z, tc);
+                let (g, lap) = autodiff_gradient_laplacian(pot, tc, z, p)?;
                 output(g, Some(lap))
             }
-            OtTrace::DivergenceVjp | OtTrace::Hutchinson(_) => output(pot.gradient(p, z, tc), None),
-        }
+            OtTrace::DivergenceVjp | OtTrace::Hutchinson(_) => {
+                output(pot.gradient(tc, z, p)?, None)
+            }
+        })
     }
 }
 
@@ -114,8 +121,8 @@ impl<E: Element> Channel<E> for TransportCost {
         "transport".into()
     }
 
-    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
-        x.f.row_sq_norm() * E::from_f64(0.5)
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> autodiff::Result<Var<'t, E>> {
+        Ok(x.f.row_sq_norm() * E::from_f64(0.5))
     }
 }
 
@@ -133,11 +140,11 @@ impl<E: Element> Channel<E> for HjbResidual {
         "hjb".into()
     }
 
-    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> Var<'t, E> {
+    fn rate<'t>(&self, x: &RateInputs<'_, 't, E>) -> autodiff::Result<Var<'t, E>> {
         let dt = *x.aux.first().expect(
             "HjbResidual: the field provides no ∂ₜΦ (use it with a PotentialField, whose aux[0] it is)",
         );
         let kinetic = x.f.row_sq_norm() * E::from_f64(0.5);
-        (kinetic - dt).abs()
+        Ok((kinetic - dt).abs())
     }
 }

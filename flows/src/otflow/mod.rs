@@ -58,10 +58,11 @@
 //! let p = params.vars(&tape);
 //! let x = tape.var(Tensor::randn(5, 3, &mut rng));
 //! let t = tape.full(5, 1, 0.3);
-//! let (g, lap) = net.gradient_laplacian(&p, x, t);          // structured, O(d)
-//! let (g_ad, lap_ad) = autodiff_gradient_laplacian(&net, &p, x, t); // by autodiff
+//! let (g, lap) = net.gradient_laplacian(t, x, &p)?;          // structured, O(d)
+//! let (g_ad, lap_ad) = autodiff_gradient_laplacian(&net, t, x, &p)?; // by autodiff
 //! assert!(g.grad_x.value().max_abs_diff(&g_ad.grad_x.value()) < 1e-12);
 //! assert!(lap.value().max_abs_diff(&lap_ad.value()) < 1e-12);
+//! # Ok::<(), autodiff::Error>(())
 //! ```
 
 mod field;
@@ -238,6 +239,11 @@ impl<E: Element> OtFlow<E> {
     /// Seeds the generator of Hutchinson probes (and of STEER's end times).
     pub fn seed(self, seed: u64) -> Self {
         self.map(|c| c.seed(seed))
+    }
+
+    /// [`seed`](Self::seed) in place, through a shared reference.
+    pub fn reseed(&self, seed: u64) {
+        self.core.reseed(seed);
     }
 
     /// The potential.

@@ -5,9 +5,8 @@
 use std::ops::Range;
 
 use autodiff::{Element, Tensor, Var};
-use rand::Rng;
 
-use crate::nn::uniform_init;
+use crate::nn::Init;
 use crate::params::Params;
 
 /// ∇Φ split into its space and time parts.
@@ -28,23 +27,37 @@ pub struct PotentialGrad<'t, E: Element> {
 /// on the tape ([`autodiff_gradient`], [`autodiff_gradient_laplacian`]); an implementation
 /// with structure to exploit overrides them (as [`OtPotential`] does). Either way the results
 /// must be recorded with tape operations, so that training can differentiate them again.
+///
+/// Arguments come in the order of [`ode::Dynamics::eval`] and
+/// [`VectorField::eval`](crate::flow::VectorField::eval): time, state, parameters; results
+/// are [`autodiff::Result`]s, so the `vjp`/`jvp` of the autodiff-derived defaults propagate.
 pub trait Potential<E: Element> {
     /// Φ(x, t) per row (`n × 1`).
-    fn phi<'t>(&self, p: &[Var<'t, E>], x: Var<'t, E>, t: Var<'t, E>) -> Var<'t, E>;
+    fn phi<'t>(
+        &self,
+        t: Var<'t, E>,
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>>;
 
     /// ∇ₓΦ and ∂ₜΦ per row.
-    fn gradient<'t>(&self, p: &[Var<'t, E>], x: Var<'t, E>, t: Var<'t, E>) -> PotentialGrad<'t, E> {
-        autodiff_gradient(self, p, x, t)
+    fn gradient<'t>(
+        &self,
+        t: Var<'t, E>,
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<PotentialGrad<'t, E>> {
+        autodiff_gradient(self, t, x, p)
     }
 
     /// ∇ₓΦ, ∂ₜΦ and the Laplacian tr ∇²ₓΦ (`n × 1`, over the space components only).
     fn gradient_laplacian<'t>(
         &self,
-        p: &[Var<'t, E>],
-        x: Var<'t, E>,
         t: Var<'t, E>,
-    ) -> (PotentialGrad<'t, E>, Var<'t, E>) {
-        autodiff_gradient_laplacian(self, p, x, t)
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<(PotentialGrad<'t, E>, Var<'t, E>)> {
+        autodiff_gradient_laplacian(self, t, x, p)
     }
 }
 
@@ -61,13 +74,13 @@ fn check_xt<E: Element>(op: &str, x: Var<'_, E>, t: Var<'_, E>) -> (usize, usize
 
 fn grad_impl<'t, E: Element, P: Potential<E> + ?Sized>(
     pot: &P,
-    p: &[Var<'t, E>],
-    x: Var<'t, E>,
     t: Var<'t, E>,
-) -> (Var<'t, E>, PotentialGrad<'t, E>) {
+    x: Var<'t, E>,
+    p: &[Var<'t, E>],
+) -> autodiff::Result<PotentialGrad<'t, E>> {
     let (n, _) = check_xt("autodiff_gradient", x, t);
     let tape = x.tape();
-    let phi = pot.phi(p, x, t);
+    let phi = pot.phi(t, x, p)?;
     assert_eq!(
         phi.shape(),
         (n, 1),
@@ -75,27 +88,22 @@ fn grad_impl<'t, E: Element, P: Potential<E> + ?Sized>(
         phi.shape()
     );
     let ones = tape.full(n, 1, E::ONE);
-    let g = tape
-        .vjp(&[phi], &[ones], &[x, t])
-        .expect("vjp of a potential written with tape operations");
-    (
-        x,
-        PotentialGrad {
-            grad_x: g[0],
-            dt: g[1],
-        },
-    )
+    let g = tape.vjp(&[phi], &[ones], &[x, t])?;
+    Ok(PotentialGrad {
+        grad_x: g[0],
+        dt: g[1],
+    })
 }
 
 /// ∇ₓΦ and ∂ₜΦ by one vector-Jacobian product of Φ with a ones cotangent (rows are
 /// independent), recorded on the tape (differentiable again).
 pub fn autodiff_gradient<'t, E: Element, P: Potential<E> + ?Sized>(
     pot: &P,
-    p: &[Var<'t, E>],
-    x: Var<'t, E>,
     t: Var<'t, E>,
-) -> PotentialGrad<'t, E> {
-    grad_impl(pot, p, x, t).1
+    x: Var<'t, E>,
+    p: &[Var<'t, E>],
+) -> autodiff::Result<PotentialGrad<'t, E>> {
+    grad_impl(pot, t, x, p)
 }
 
 /// ∇Φ by [`autodiff_gradient`] and tr ∇²ₓΦ by `d` forward-over-reverse products: the JVP of the
@@ -103,11 +111,11 @@ pub fn autodiff_gradient<'t, E: Element, P: Potential<E> + ?Sized>(
 /// whose j-th entry is summed. Recorded on the tape.
 pub fn autodiff_gradient_laplacian<'t, E: Element, P: Potential<E> + ?Sized>(
     pot: &P,
-    p: &[Var<'t, E>],
-    x: Var<'t, E>,
     t: Var<'t, E>,
-) -> (PotentialGrad<'t, E>, Var<'t, E>) {
-    let (x, g) = grad_impl(pot, p, x, t);
+    x: Var<'t, E>,
+    p: &[Var<'t, E>],
+) -> autodiff::Result<(PotentialGrad<'t, E>, Var<'t, E>)> {
+    let g = grad_impl(pot, t, x, p)?;
     let tape = x.tape();
     let (n, d) = x.shape();
     let mut lap: Option<Var<'t, E>> = None;
@@ -117,16 +125,14 @@ pub fn autodiff_gradient_laplacian<'t, E: Element, P: Potential<E> + ?Sized>(
             d,
             |_, c| if c == j { E::ONE } else { E::ZERO },
         ));
-        let hj = tape
-            .jvp(&[g.grad_x], &[x], &[e])
-            .expect("jvp of a recorded gradient")[0];
+        let hj = tape.jvp(&[g.grad_x], &[x], &[e])?[0];
         let hjj = hj.slice_cols(j, j + 1);
         lap = Some(match lap {
             None => hjj,
             Some(a) => a + hjj,
         });
     }
-    (g, lap.unwrap_or_else(|| tape.zeros(n, 1)))
+    Ok((g, lap.unwrap_or_else(|| tape.zeros(n, 1))))
 }
 
 /// The OT-Flow potential Φ(s) = wᵀN(s) + ½ sᵀ(AᵀA)s + cᵀs + c₀ (see the [module docs](crate::otflow)),
@@ -134,16 +140,22 @@ pub fn autodiff_gradient_laplacian<'t, E: Element, P: Potential<E> + ?Sized>(
 ///
 /// Parameters, added to the store under `{prefix}.…` in this order:
 ///
-/// | name | shape (memory) | file | init |
-/// |---|---|---|---|
-/// | `w` | 1 × m | `[m]` | ones |
-/// | `A` | r × (d+1) | `[r, d+1]` | uniform ±1/√(d+1), times 0.1 |
-/// | `c` | 1 × (d+1) | `[d+1]` | zeros |
-/// | `c0` | 1 × 1 | `[]` | zero |
-/// | `K0` | m × (d+1) | `[m, d+1]` | uniform ±1/√(d+1) (PyTorch `nn.Linear`) |
-/// | `b0` | 1 × m | `[m]` | uniform ±1/√(d+1) |
-/// | `K{i}`, i = 1..M−1 | m × m | `[m, m]` | uniform ±1/√m, times 0.1 |
-/// | `b{i}` | 1 × m | `[m]` | uniform ±1/√m, times 0.1 |
+/// | name | symbol | shape (memory) | file | init |
+/// |---|---|---|---|---|
+/// | `A` | A | r × (d+1) | `[r, d+1]` | uniform ±1/√(d+1), times 0.1 |
+/// | `c.weight` | cᵀ | 1 × (d+1) | `[1, d+1]` | zeros |
+/// | `c.bias` | c₀ | 1 × 1 | `[1]` | zero |
+/// | `w.weight` | wᵀ | 1 × m | `[1, m]` | ones |
+/// | `N.layers.0.weight` | K₀ | m × (d+1) | `[m, d+1]` | uniform ±1/√(d+1) (PyTorch `nn.Linear`) |
+/// | `N.layers.0.bias` | b₀ | 1 × m | `[m]` | uniform ±1/√(d+1) |
+/// | `N.layers.{i}.weight`, i = 1..M−1 | Kᵢ | m × m | `[m, m]` | uniform ±1/√m, times 0.1 |
+/// | `N.layers.{i}.bias` | bᵢ | 1 × m | `[m]` | uniform ±1/√m, times 0.1 |
+///
+/// These are the `state_dict` keys and shapes of the `Phi` module of Onken et al.'s OT-Flow
+/// code (`A` a parameter, `c = nn.Linear(d+1, 1)`, `w = nn.Linear(m, 1, bias=False)`,
+/// `N` a ResNet whose `layers` are `nn.Linear`s), so with an empty `prefix` its checkpoints
+/// load by name ([`Params::load_into`]); build the potential with [`Zeros`](crate::nn::Zeros)
+/// as the initialiser to load without a random generator.
 ///
 /// The quadratic part starts small (A cannot start at zero: its gradient ½∂‖As‖²/∂A = Assᵀ
 /// would vanish), the linear part at zero, and the residual layers near the identity map.
@@ -168,7 +180,9 @@ pub struct OtPotential {
 impl OtPotential {
     /// A potential for `d`-dimensional data with a ResNet of `layers` (M ≥ 1) layers of width
     /// `width` (m), registering its parameters in `params` under `prefix`.
-    pub fn new<E: Element, R: Rng + ?Sized>(
+    /// An empty `prefix` gives the bare names of the OT-Flow code (`A`, `c.weight`, ...);
+    /// `rng` is a random generator or [`Zeros`](crate::nn::Zeros) (see [`Init`]).
+    pub fn new<E: Element, R: Init + ?Sized>(
         params: &mut Params<E>,
         prefix: &str,
         d: usize,
@@ -188,37 +202,30 @@ impl OtPotential {
             t
         };
         let rel = |i: usize| i - start;
-        let w = rel(params.add_with_file_shape(format!("{prefix}.w"), Tensor::ones(1, m), vec![m]));
-        let a = rel(params.add(
-            format!("{prefix}.A"),
-            small(uniform_init(rank, d + 1, d + 1, rng)),
-        ));
-        let c = rel(params.add_with_file_shape(
-            format!("{prefix}.c"),
-            Tensor::zeros(1, d + 1),
-            vec![d + 1],
-        ));
-        let c0 =
-            rel(params.add_with_file_shape(format!("{prefix}.c0"), Tensor::zeros(1, 1), vec![]));
+        let name = |key: &str| {
+            if prefix.is_empty() {
+                key.to_string()
+            } else {
+                format!("{prefix}.{key}")
+            }
+        };
+        // Registered in the order of the OT-Flow module's state_dict.
+        let a = rel(params.add(name("A"), small(rng.uniform(rank, d + 1, d + 1))));
+        let c = rel(params.add(name("c.weight"), Tensor::zeros(1, d + 1)));
+        let c0 = rel(params.add(name("c.bias"), Tensor::zeros(1, 1)));
+        let w = rel(params.add(name("w.weight"), Tensor::ones(1, m)));
         let mut k = Vec::with_capacity(layers);
         let mut b = Vec::with_capacity(layers);
         for i in 0..layers {
             let fan_in = if i == 0 { d + 1 } else { m };
-            let (ki, bi) = (
-                uniform_init(m, fan_in, fan_in, rng),
-                uniform_init(1, m, fan_in, rng),
-            );
+            let (ki, bi) = (rng.uniform(m, fan_in, fan_in), rng.uniform(1, m, fan_in));
             let (ki, bi) = if i == 0 {
                 (ki, bi)
             } else {
                 (small(ki), small(bi))
             };
-            k.push(rel(params.add(format!("{prefix}.K{i}"), ki)));
-            b.push(rel(params.add_with_file_shape(
-                format!("{prefix}.b{i}"),
-                bi,
-                vec![m],
-            )));
+            k.push(rel(params.add(name(&format!("N.layers.{i}.weight")), ki)));
+            b.push(rel(params.add(name(&format!("N.layers.{i}.bias")), bi)));
         }
         OtPotential {
             d,
@@ -299,9 +306,9 @@ impl OtPotential {
     /// The structured gradient, and the Laplacian when `laplacian` is set.
     fn structured<'t, E: Element>(
         &self,
-        p: &[Var<'t, E>],
-        x: Var<'t, E>,
         t: Var<'t, E>,
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
         laplacian: bool,
     ) -> (PotentialGrad<'t, E>, Option<Var<'t, E>>) {
         self.check_params(p);
@@ -373,7 +380,12 @@ fn sigma<E: Element>(x: Var<'_, E>) -> Var<'_, E> {
 }
 
 impl<E: Element> Potential<E> for OtPotential {
-    fn phi<'t>(&self, p: &[Var<'t, E>], x: Var<'t, E>, t: Var<'t, E>) -> Var<'t, E> {
+    fn phi<'t>(
+        &self,
+        t: Var<'t, E>,
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>> {
         self.check_params(p);
         let s = self.input(x, t);
         let h: E = self.step();
@@ -382,20 +394,25 @@ impl<E: Element> Potential<E> for OtPotential {
             u = u + sigma(u.linear(p[self.k[i]], p[self.b[i]])) * h;
         }
         let quad = s.matmul_t(p[self.a]).row_sq_norm() * E::from_f64(0.5);
-        u.matmul_t(p[self.w]) + quad + s.matmul_t(p[self.c]) + p[self.c0]
+        Ok(u.matmul_t(p[self.w]) + quad + s.matmul_t(p[self.c]) + p[self.c0])
     }
 
-    fn gradient<'t>(&self, p: &[Var<'t, E>], x: Var<'t, E>, t: Var<'t, E>) -> PotentialGrad<'t, E> {
-        self.structured(p, x, t, false).0
+    fn gradient<'t>(
+        &self,
+        t: Var<'t, E>,
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<PotentialGrad<'t, E>> {
+        Ok(self.structured(t, x, p, false).0)
     }
 
     fn gradient_laplacian<'t>(
         &self,
-        p: &[Var<'t, E>],
-        x: Var<'t, E>,
         t: Var<'t, E>,
-    ) -> (PotentialGrad<'t, E>, Var<'t, E>) {
-        let (g, lap) = self.structured(p, x, t, true);
-        (g, lap.expect("requested"))
+        x: Var<'t, E>,
+        p: &[Var<'t, E>],
+    ) -> autodiff::Result<(PotentialGrad<'t, E>, Var<'t, E>)> {
+        let (g, lap) = self.structured(t, x, p, true);
+        Ok((g, lap.expect("requested")))
     }
 }

@@ -148,7 +148,7 @@ impl<E: Element> Dynamics<E> for InterpolatedAdjoint<E> {
         t: Var<'t, E>,
         s: &[Var<'t, E>],
         params: &[Var<'t, E>],
-    ) -> Vec<Var<'t, E>> {
+    ) -> autodiff::Result<Vec<Var<'t, E>>> {
         let c = self.n_state;
         let z: Vec<Var<'t, E>> = self
             .z
@@ -156,15 +156,13 @@ impl<E: Element> Dynamics<E> for InterpolatedAdjoint<E> {
             .into_iter()
             .map(|v| tape.var(v))
             .collect();
-        let fz = self.f.eval(tape, t, &z, params);
+        let fz = self.f.eval(tape, t, &z, params)?;
         let mut wrt = z.clone();
         if self.with_params {
             wrt.extend(params);
         }
-        let vj = tape.vjp(&fz, &s[..c], &wrt).unwrap_or_else(|e| {
-            panic!("odeint checkpointed adjoint: the VJP of the dynamics failed: {e}")
-        });
-        vj.into_iter().map(|v| -v).collect()
+        let vj = tape.vjp(&fz, &s[..c], &wrt)?;
+        Ok(vj.into_iter().map(|v| -v).collect())
     }
 }
 
@@ -174,14 +172,17 @@ fn eval_f<E: Element>(
     t: E,
     z: &[Tensor<E>],
     theta: &[Tensor<E>],
-) -> Vec<Tensor<E>> {
+) -> Result<Vec<Tensor<E>>, OdeError> {
     let tape = Tape::new();
     let zv: Vec<Var<'_, E>> = z.iter().map(|v| tape.constant(v.clone())).collect();
     let pv: Vec<Var<'_, E>> = theta.iter().map(|v| tape.constant(v.clone())).collect();
-    f.eval(&tape, tape.scalar(t), &zv, &pv)
-        .iter()
-        .map(|v| v.value())
-        .collect()
+    match f.eval(&tape, tape.scalar(t), &zv, &pv) {
+        Ok(fz) => Ok(fz.iter().map(|v| v.value()).collect()),
+        Err(e) => Err(OdeError::Dynamics {
+            t: t.to_f64(),
+            source: crate::DynamicsError(std::sync::Arc::new(e)),
+        }),
+    }
 }
 
 /// The VJP of the `Checkpointed` strategy, on plain values (first order only).
@@ -372,7 +373,7 @@ impl<E: Element> Backward<'_, E> {
             .iter()
             .zip(&zs)
             .map(|(t, z)| eval_f(&*node.f, *t, z, self.theta))
-            .collect();
+            .collect::<Result<_, _>>()?;
         stats.nfe += grid.len();
         let interp = Trajectory {
             ts: grid.iter().map(|t| t.to_f64()).collect(),

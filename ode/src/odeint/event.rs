@@ -26,7 +26,7 @@ use super::odeint;
 use super::stats::OdeStats;
 use crate::solve::root::{illinois, RootFailure};
 use crate::solve::{check_times, solve_until, DenseSolution};
-use crate::{Dynamics, OdeError, Options, Stats};
+use crate::{Dynamics, DynamicsError, OdeError, Options, Stats};
 
 /// A condition `g(t, z; θ)` whose zero is an event, written with tape operations like
 /// [`Dynamics`]: `t` is `1 × 1`, `z` the state's channels, `params` the solve's parameters,
@@ -361,7 +361,7 @@ pub fn odeint_event<'t, E: Element>(
     let solved = odeint(tape, f, z0, params, [t0, tc], opts)?;
     let zc: Vec<Var<'t, E>> = solved.last().to_vec();
     let zc_vals: Vec<Tensor<E>> = zc.iter().map(|v| v.value()).collect();
-    let (rate, fc) = rate_along_solution(event, &**f, tc, &zc_vals, &pv);
+    let (rate, fc) = rate_along_solution(event, &**f, tc, &zc_vals, &pv).map_err(wrap)?;
     if !(rate.is_finite() && rate != 0.0) {
         return Err(fail(EventError::Tangential { t: t_root, rate }));
     }
@@ -405,13 +405,17 @@ fn rate_along_solution<E: Element>(
     t: E,
     z: &[Tensor<E>],
     params: &[Tensor<E>],
-) -> (f64, Vec<Tensor<E>>) {
+) -> Result<(f64, Vec<Tensor<E>>), OdeError> {
     let tape = Tape::new();
     let tv = tape.var(Tensor::scalar(t));
     let zv: Vec<Var<'_, E>> = z.iter().map(|c| tape.var_from(c)).collect();
     let pv: Vec<Var<'_, E>> = params.iter().map(|p| tape.var_from(p)).collect();
     let fo: Vec<Tensor<E>> = f
         .eval(&tape, tv, &zv, &pv)
+        .map_err(|e| OdeError::Dynamics {
+            t: t.to_f64(),
+            source: DynamicsError(std::sync::Arc::new(e)),
+        })?
         .iter()
         .map(|v| v.value())
         .collect();
@@ -421,7 +425,7 @@ fn rate_along_solution<E: Element>(
     wrt.extend(&zv);
     let grads = match tape.grad(g, &wrt) {
         Ok(gs) => gs,
-        Err(_) => return (f64::NAN, fo),
+        Err(_) => return Ok((f64::NAN, fo)),
     };
     let mut rate = grads[0].item().to_f64();
     for (gz, fz) in grads[1..].iter().zip(&fo) {
@@ -432,5 +436,5 @@ fn rate_along_solution<E: Element>(
             .map(|(a, b)| a.to_f64() * b.to_f64())
             .sum::<f64>();
     }
-    (rate, fo)
+    Ok((rate, fo))
 }

@@ -51,7 +51,7 @@ pub use types::{OdeSolution, Times};
 /// use ode::{dynamics, odeint, Dynamics, Options};
 ///
 /// // dz/dt = −k z: z(1) = z0 e^{−k}, dz(1)/dk = −z0 e^{−k}.
-/// let f: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(|_tape, _t, z, p| vec![-(z[0] * p[0])]));
+/// let f: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(|_tape, _t, z, p| Ok(vec![-(z[0] * p[0])])));
 /// let tape = Tape::new();
 /// let z0 = tape.var(Tensor::from_f64s(1, 1, &[2.0]));
 /// let k = tape.var(Tensor::from_f64s(1, 1, &[0.5]));

@@ -143,7 +143,7 @@ pub(crate) fn eval_isolated<'t, E: Element>(
     theta: &[Var<'t, E>],
 ) -> autodiff::Result<Vec<Var<'t, E>>> {
     let (c, f) = (z.len(), f.clone());
-    let func: TapeFn<E> = Rc::new(move |tape, a| Ok(f.eval(tape, a[0], &a[1..1 + c], &a[1 + c..])));
+    let func: TapeFn<E> = Rc::new(move |tape, a| f.eval(tape, a[0], &a[1..1 + c], &a[1 + c..]));
     let mut args = Vec::with_capacity(1 + c + theta.len());
     args.push(t);
     args.extend(z);

@@ -170,7 +170,7 @@ impl<E: Element> Dynamics<E> for Counted<E> {
         t: Var<'t, E>,
         z: &[Var<'t, E>],
         params: &[Var<'t, E>],
-    ) -> Vec<Var<'t, E>> {
+    ) -> autodiff::Result<Vec<Var<'t, E>>> {
         if !self.stats.count_eval() {
             return self.f.eval(tape, t, z, params);
         }

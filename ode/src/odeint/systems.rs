@@ -25,20 +25,18 @@ impl<E: Element> Dynamics<E> for AdjointDynamics<E> {
         t: Var<'t, E>,
         s: &[Var<'t, E>],
         params: &[Var<'t, E>],
-    ) -> Vec<Var<'t, E>> {
+    ) -> autodiff::Result<Vec<Var<'t, E>>> {
         let c = self.n_state;
         let (z, a) = (&s[..c], &s[c..2 * c]);
-        let fz = self.f.eval(tape, t, z, params);
+        let fz = self.f.eval(tape, t, z, params)?;
         let mut wrt = z.to_vec();
         if self.with_params {
             wrt.extend(params);
         }
-        let vj = tape
-            .vjp(&fz, a, &wrt)
-            .unwrap_or_else(|e| panic!("odeint adjoint: the VJP of the dynamics failed: {e}"));
+        let vj = tape.vjp(&fz, a, &wrt)?;
         let mut out = fz;
         out.extend(vj.into_iter().map(|v| -v));
-        out
+        Ok(out)
     }
 }
 
@@ -59,23 +57,21 @@ impl<E: Element> Dynamics<E> for SensitivityDynamics<E> {
         t: Var<'t, E>,
         s: &[Var<'t, E>],
         params: &[Var<'t, E>],
-    ) -> Vec<Var<'t, E>> {
+    ) -> autodiff::Result<Vec<Var<'t, E>>> {
         let (c, p) = (self.n_state, self.n_params);
         let (z, zd) = (&s[..c], &s[c..2 * c]);
         let theta = &params[..p];
-        let fz = self.f.eval(tape, t, z, theta);
+        let fz = self.f.eval(tape, t, z, theta)?;
         let mut wrt = z.to_vec();
         let mut dirs = zd.to_vec();
         if self.with_params {
             wrt.extend(theta);
             dirs.extend(&params[p..2 * p]);
         }
-        let jv = tape.jvp(&fz, &wrt, &dirs).unwrap_or_else(|e| {
-            panic!("odeint sensitivities: the JVP of the dynamics failed: {e}")
-        });
+        let jv = tape.jvp(&fz, &wrt, &dirs)?;
         let mut out = fz;
         out.extend(jv);
-        out
+        Ok(out)
     }
 }
 

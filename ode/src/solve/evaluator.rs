@@ -4,12 +4,18 @@
 use autodiff::{Element, Tape, Tensor, Var};
 
 use crate::dynamics::check_output;
-use crate::Dynamics;
+use crate::error::DynamicsError;
+use crate::{Dynamics, OdeError};
 
 /// The state variables and outputs of an evaluation kept on the tape for Jacobian products.
 pub(super) type Linearization<'t, E> = (Vec<Var<'t, E>>, Vec<Var<'t, E>>);
 
 /// Evaluates the dynamics on the scratch tape and copies the results out.
+///
+/// When the dynamics return an error, the evaluator keeps the first one and writes NaN into
+/// the output: every stepper already stops on a non-finite derivative (so no stepper needs an
+/// error path of its own), and [`solve`](super::solve) then reports the kept error in place of
+/// whatever the stepper returned, so a failed evaluation can never end in an `Ok`.
 pub(super) struct Evaluator<'t, 'f, E: Element> {
     f: &'f dyn Dynamics<E>,
     tape: &'t Tape<E>,
@@ -22,6 +28,9 @@ pub(super) struct Evaluator<'t, 'f, E: Element> {
     lin: Option<Linearization<'t, E>>,
     pub(super) nfe: usize,
     pub(super) njvp: usize,
+    /// Time of the recorded linearisation (named in a failing JVP's error).
+    lin_t: E,
+    error: Option<OdeError>,
 }
 
 impl<'t, 'f, E: Element> Evaluator<'t, 'f, E> {
@@ -42,38 +51,71 @@ impl<'t, 'f, E: Element> Evaluator<'t, 'f, E> {
             lin: None,
             nfe: 0,
             njvp: 0,
+            lin_t: E::ZERO,
+            error: None,
         }
     }
 
-    fn record(&mut self, t: E, y: &[Tensor<E>]) -> (Vec<Var<'t, E>>, Vec<Var<'t, E>>) {
+    /// The first error the dynamics returned, if any (see the type's docs).
+    pub(super) fn take_error(&mut self) -> Option<OdeError> {
+        self.error.take()
+    }
+
+    fn fail(&mut self, t: E, e: autodiff::Error) {
+        if self.error.is_none() {
+            self.error = Some(OdeError::Dynamics {
+                t: t.to_f64(),
+                source: DynamicsError(std::sync::Arc::new(e)),
+            });
+        }
+    }
+
+    fn record(&mut self, t: E, y: &[Tensor<E>]) -> Option<Linearization<'t, E>> {
         let tv = self.tape.var(Tensor::scalar(t));
         let zv: Vec<Var<'t, E>> = y.iter().map(|c| self.tape.var_from(c)).collect();
-        let fo = self.f.eval(self.tape, tv, &zv, &self.params);
-        let shapes: Vec<(usize, usize)> = fo.iter().map(|v| v.shape()).collect();
-        check_output(&shapes, &self.shapes);
         self.nfe += 1;
-        (zv, fo)
+        match self.f.eval(self.tape, tv, &zv, &self.params) {
+            Ok(fo) => {
+                let shapes: Vec<(usize, usize)> = fo.iter().map(|v| v.shape()).collect();
+                check_output(&shapes, &self.shapes);
+                Some((zv, fo))
+            }
+            Err(e) => {
+                self.fail(t, e);
+                None
+            }
+        }
+    }
+
+    fn write(fo: Option<&[Var<'t, E>]>, out: &mut [Tensor<E>]) {
+        match fo {
+            Some(fo) => {
+                for (o, v) in out.iter_mut().zip(fo) {
+                    v.with_value(|val| o.copy_from(val));
+                }
+            }
+            None => out.iter_mut().for_each(|o| o.fill(E::from_f64(f64::NAN))),
+        }
     }
 
     /// `out = f(t, y)`.
     pub(super) fn eval(&mut self, t: E, y: &[Tensor<E>], out: &mut [Tensor<E>]) {
         self.tape.truncate(self.base);
-        let (_, fo) = self.record(t, y);
-        for (o, v) in out.iter_mut().zip(&fo) {
-            v.with_value(|val| o.copy_from(val));
-        }
+        let rec = self.record(t, y);
+        Self::write(rec.as_ref().map(|(_, fo)| fo.as_slice()), out);
         self.tape.truncate(self.base);
     }
 
     /// Records `f(t, y)` and keeps it on the tape for Jacobian products; writes `f(t, y)`.
     pub(super) fn linearize(&mut self, t: E, y: &[Tensor<E>], out: &mut [Tensor<E>]) {
         self.release();
-        let (zv, fo) = self.record(t, y);
-        for (o, v) in out.iter_mut().zip(&fo) {
-            v.with_value(|val| o.copy_from(val));
+        let rec = self.record(t, y);
+        Self::write(rec.as_ref().map(|(_, fo)| fo.as_slice()), out);
+        if rec.is_some() {
+            self.lin = rec;
+            self.lin_t = t;
+            self.base = self.tape.len();
         }
-        self.lin = Some((zv, fo));
-        self.base = self.tape.len();
     }
 
     pub(super) fn release(&mut self) {
@@ -84,7 +126,11 @@ impl<'t, 'f, E: Element> Evaluator<'t, 'f, E> {
 
     /// `out = J v` (flattened) at the recorded linearisation point, by one forward sweep.
     pub(super) fn jvp(&mut self, v: &[f64], out: &mut [f64]) {
-        let (zv, fo) = self.lin.as_ref().expect("jvp without a linearisation");
+        let Some((zv, fo)) = self.lin.as_ref() else {
+            // The linearisation failed (its error is kept): poison the product as well.
+            out.fill(f64::NAN);
+            return;
+        };
         let mut off = 0;
         let tangents: Vec<Var<'t, E>> = self
             .shapes
@@ -95,10 +141,15 @@ impl<'t, 'f, E: Element> Evaluator<'t, 'f, E> {
                 self.tape.constant(t)
             })
             .collect();
-        let res = self
-            .tape
-            .jvp(fo, zv, &tangents)
-            .expect("jvp of the dynamics failed");
+        let res = match self.tape.jvp(fo, zv, &tangents) {
+            Ok(res) => res,
+            Err(e) => {
+                self.fail(self.lin_t, e);
+                out.fill(f64::NAN);
+                self.tape.truncate(self.base);
+                return;
+            }
+        };
         let mut off = 0;
         for r in &res {
             r.with_value(|val| {

@@ -274,7 +274,7 @@ fn solve_impl<E: Element>(
             Scheme::Esdirk(tab) => Box::new(Sdirk::new(tab.into(), z0)),
         };
         let norm = ErrorNorm::new(opts, z0.len());
-        match opts.stepping {
+        let res = match opts.stepping {
             Stepping::Adaptive => adaptive(
                 &mut ev,
                 stepper.as_mut(),
@@ -284,7 +284,7 @@ fn solve_impl<E: Element>(
                 &norm,
                 &mut out,
                 dense,
-            )?,
+            ),
             Stepping::Steps(n) => fixed(
                 &mut ev,
                 stepper.as_mut(),
@@ -294,7 +294,7 @@ fn solve_impl<E: Element>(
                 opts,
                 &norm,
                 &mut out,
-            )?,
+            ),
             Stepping::StepSize(h) => {
                 let h = h.to_f64();
                 let count =
@@ -308,9 +308,14 @@ fn solve_impl<E: Element>(
                     opts,
                     &norm,
                     &mut out,
-                )?
+                )
             }
+        };
+        // A failed evaluation of the dynamics outranks what the stepper made of its NaN.
+        if let Some(e) = ev.take_error() {
+            return Err(e);
         }
+        res?;
     }
     let mut stats = out.stats;
     stats.nfe = ev.nfe;

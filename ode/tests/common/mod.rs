@@ -7,7 +7,7 @@ use ode::{dynamics, Dynamics};
 /// z' = z Aᵀ for a 1×2 row z, A = [[-0.1, 1], [-1, -0.1]] (rotation with decay); the
 /// parameter is Aᵀ.
 pub fn rotation() -> (impl Dynamics<f64>, Vec<Tensor<f64>>) {
-    let f = dynamics::<f64, _>(|_tape, _t, z, p| vec![z[0].matmul(p[0])]);
+    let f = dynamics::<f64, _>(|_tape, _t, z, p| Ok(vec![z[0].matmul(p[0])]));
     let at = Tensor::from_f64s(2, 2, &[-0.1, -1.0, 1.0, -0.1]);
     (f, vec![at])
 }
@@ -39,7 +39,7 @@ pub fn oscillator() -> impl Dynamics<f64> {
     dynamics::<f64, _>(|_tape, _t, z, _p| {
         let x = z[0].slice_cols(0, 1);
         let v = z[0].slice_cols(1, 2);
-        vec![z[0].tape().concat_cols(&[v, -x])]
+        Ok(vec![z[0].tape().concat_cols(&[v, -x])])
     })
 }
 
@@ -51,7 +51,7 @@ pub fn kepler() -> impl Dynamics<f64> {
         let r2 = (q * q).sum();
         let r3 = r2.powf(1.5);
         let acc = -(q / r3);
-        vec![tape.concat_cols(&[p, acc])]
+        Ok(vec![tape.concat_cols(&[p, acc])])
     })
 }
 
@@ -70,7 +70,7 @@ pub fn van_der_pol() -> impl Dynamics<f64> {
         let x = z[0].slice_cols(0, 1);
         let v = z[0].slice_cols(1, 2);
         let a = p[0] * (1.0 - x * x) * v - x;
-        vec![tape.concat_cols(&[v, a])]
+        Ok(vec![tape.concat_cols(&[v, a])])
     })
 }
 
@@ -87,7 +87,7 @@ pub fn stiff_linear() -> (impl Dynamics<f64>, Vec<Tensor<f64>>) {
     ];
     // symmetric, so Dᵀ = D
     let f = dynamics::<f64, _>(|_tape, _t, z: &[Var<'_, f64>], p: &[Var<'_, f64>]| {
-        vec![z[0].matmul(p[0])]
+        Ok(vec![z[0].matmul(p[0])])
     });
     (f, vec![Tensor::from_f64s(2, 2, &d)])
 }
