@@ -86,6 +86,15 @@ impl<E: Element> Prim<E> {
 
     /// Writes the output into `out` (whose length is the output size; its contents are stale).
     pub(crate) fn forward(&self, x: &[&Tensor<E>], out: &mut Tensor<E>) {
+        // The elementwise loops below are compiled for the CPU's widest kernel path.
+        crate::kernels::vectorize(
+            #[inline(always)]
+            || self.forward_here(x, out),
+        )
+    }
+
+    #[inline(always)]
+    fn forward_here(&self, x: &[&Tensor<E>], out: &mut Tensor<E>) {
         match self {
             Prim::Add => arith::zip(x, out, |a, b| a + b),
             Prim::Sub => arith::zip(x, out, |a, b| a - b),
