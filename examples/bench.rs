@@ -10,6 +10,9 @@
 //! solve, backward, optimizer update), data drawing excluded; 2 warm-up steps, then the median
 //! (and minimum) over `--iters` steps.
 //!
+//! The output starts with the CPU model and the kernel path in use (`avx512`, `avx2` or
+//! `baseline`; `FLOWTAPE_KERNELS` lowers it), since the timings mean little without them.
+//!
 //! - `mlp`: the ODE net's building block alone — an MLP 2→64→64→64→2 (tanh) forward plus the
 //!   VJP with respect to its input (what one Hutchinson estimate costs); reports GFLOP/s.
 //! - `ffjord_rk4`: ConcatSquash 2→64→64→64→2 (tanh), T = 0.5, RK4 with `--steps` (10) steps,
@@ -120,24 +123,41 @@ struct Report {
     dtype: &'static str,
     median_s: f64,
     min_s: f64,
+    /// Mean CPU time of the thread per step (None where the OS does not report it).
+    cpu_s: Option<f64>,
     nfe: usize,
     last_loss: f64,
     extra: String,
 }
 
-fn time(iters: usize, mut f: impl FnMut()) -> (f64, f64) {
+/// Median and minimum wall-clock time of `f` over `iters` calls after 2 warm-ups, and the mean
+/// CPU time of this thread per call: on a machine shared with other jobs the wall clock also
+/// counts the time the thread waited for a core, the CPU time does not. (The kernel updates
+/// the thread's run time at scheduler ticks, so it is read once around the whole loop rather
+/// than per call.)
+fn time(iters: usize, mut f: impl FnMut()) -> (f64, f64, Option<f64>) {
     for _ in 0..2 {
         f();
     }
-    let mut ts: Vec<f64> = (0..iters.max(1))
-        .map(|_| {
-            let t0 = Instant::now();
-            f();
-            t0.elapsed().as_secs_f64()
-        })
-        .collect();
+    let n = iters.max(1);
+    let mut ts = Vec::with_capacity(n);
+    let c0 = thread_cpu_s();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        f();
+        ts.push(t0.elapsed().as_secs_f64());
+    }
+    let cpu_s = c0.zip(thread_cpu_s()).map(|(a, b)| (b - a) / n as f64);
     ts.sort_by(|a, b| a.partial_cmp(b).expect("finite times"));
-    (ts[ts.len() / 2], ts[0])
+    (ts[n / 2], ts[0], cpu_s)
+}
+
+/// CPU time this thread has run, in seconds, from Linux's `/proc/thread-self/schedstat`
+/// (nanoseconds on the CPU, first field); `None` elsewhere.
+fn thread_cpu_s() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 * 1e-9)
 }
 
 /// Peak resident set size of this process in MB (Linux), 0 if unknown.
@@ -187,7 +207,7 @@ fn bench_mlp<E: Element>(args: &Args) -> Report {
     let probe = Tensor::<E>::randn(args.batch, 2, &mut rng);
     let tape = Tape::<E>::new();
     let mut checksum = 0.0;
-    let (median_s, min_s) = time(args.iters * 10, || {
+    let (median_s, min_s, cpu_s) = time(args.iters * 10, || {
         tape.clear();
         let x = tape.var_from(&x0);
         let ps: Vec<_> = params
@@ -209,6 +229,7 @@ fn bench_mlp<E: Element>(args: &Args) -> Report {
         dtype: E::NAME,
         median_s,
         min_s,
+        cpu_s,
         nfe: 1,
         last_loss: checksum,
         extra: format!("{:.1} GFLOP/s", flops as f64 / median_s / 1e9),
@@ -279,7 +300,7 @@ where
     let mut k = 0;
     let mut nfe = 0;
     let mut last_loss = 0.0;
-    let (median_s, min_s) = time(args.iters, || {
+    let (median_s, min_s, cpu_s) = time(args.iters, || {
         tape.clear();
         let p = params.vars(&tape);
         let x = tape.constant_from(&batches[k % batches.len()]);
@@ -298,6 +319,7 @@ where
         dtype: E::NAME,
         median_s,
         min_s,
+        cpu_s,
         nfe,
         last_loss,
         extra: String::new(),
@@ -344,10 +366,29 @@ fn main() {
         ],
         c => vec![c],
     };
-    if !args.json {
+    let (cpu, path) = (
+        autodiff::kernels::cpu_name(),
+        autodiff::kernels::active_path(),
+    );
+    if args.json {
         println!(
-            "{:<18} {:>5} {:>6} {:>12} {:>12} {:>6} {:>10} {:>9}",
-            "config", "dtype", "batch", "median ms", "min ms", "nfe", "last loss", "peak MB"
+            "{{\"cpu\": \"{}\", \"kernels\": \"{path}\", \"threads\": {}}}",
+            cpu.replace('\\', "\\\\").replace('"', "\\\""),
+            args.threads
+        );
+    } else {
+        println!("cpu: {cpu}\nkernels: {path}\nthreads: {}\n", args.threads);
+        println!(
+            "{:<18} {:>5} {:>6} {:>10} {:>10} {:>10} {:>6} {:>10} {:>9}",
+            "config",
+            "dtype",
+            "batch",
+            "median ms",
+            "min ms",
+            "cpu ms",
+            "nfe",
+            "last loss",
+            "peak MB"
         );
     }
     for &c in &configs {
@@ -359,17 +400,19 @@ fn main() {
             let rss = peak_rss_mb();
             if args.json {
                 println!(
-                    "{{\"config\": \"{}\", \"dtype\": \"{}\", \"threads\": {}, \"batch\": {}, \"steps\": {}, \"median_step_s\": {:.6e}, \"min_step_s\": {:.6e}, \"nfe\": {}, \"last_loss\": {:.6}, \"peak_rss_mb\": {:.1}}}",
-                    r.config, r.dtype, args.threads, args.batch, args.steps, r.median_s, r.min_s, r.nfe, r.last_loss, rss
+                    "{{\"config\": \"{}\", \"dtype\": \"{}\", \"threads\": {}, \"batch\": {}, \"steps\": {}, \"median_step_s\": {:.6e}, \"min_step_s\": {:.6e}, \"cpu_step_s\": {}, \"nfe\": {}, \"last_loss\": {:.6}, \"peak_rss_mb\": {:.1}}}",
+                    r.config, r.dtype, args.threads, args.batch, args.steps, r.median_s, r.min_s, r.cpu_s.map_or("null".to_string(), |c| format!("{c:.6e}")), r.nfe, r.last_loss, rss
                 );
             } else {
                 println!(
-                    "{:<18} {:>5} {:>6} {:>12.3} {:>12.3} {:>6} {:>10.4} {:>9.1}  {}",
+                    "{:<18} {:>5} {:>6} {:>10.3} {:>10.3} {:>10} {:>6} {:>10.4} {:>9.1}  {}",
                     r.config,
                     r.dtype,
                     args.batch,
                     r.median_s * 1e3,
                     r.min_s * 1e3,
+                    r.cpu_s
+                        .map_or("-".to_string(), |c| format!("{:.3}", c * 1e3)),
                     r.nfe,
                     r.last_loss,
                     rss,

@@ -1,5 +1,7 @@
 //! The tape: a flat arena of nodes in execution order, and the transforms that walk it.
 
+mod batched;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;

@@ -227,6 +227,22 @@ impl<'t, E: Element> Var<'t, E> {
         }
         self.prim(Prim::SliceCols(start, end))
     }
+    /// `k` copies stacked by rows (`k·r × c`; PyTorch's `x.repeat(k, 1)`, JAX's
+    /// `jnp.tile(x, (k, 1))`).
+    pub fn tile_rows(self, k: usize) -> Var<'t, E> {
+        if k == 1 {
+            return self;
+        }
+        self.prim(Prim::TileRows(k))
+    }
+    /// The sum of the `k` row blocks of equal height this value stacks (`k·r × c` → `r × c`),
+    /// the adjoint of [`tile_rows`](Var::tile_rows).
+    pub fn sum_row_blocks(self, k: usize) -> Var<'t, E> {
+        if k == 1 {
+            return self;
+        }
+        self.prim(Prim::SumRowBlocks(k))
+    }
     /// Places this value at column `start` of a `rows × total` zero matrix.
     pub fn pad_cols(self, start: usize, total: usize) -> Var<'t, E> {
         if (start, total) == (0, self.shape().1) {

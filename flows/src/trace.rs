@@ -74,45 +74,101 @@ pub fn divergence<'t, E: Element>(
     }
 }
 
-/// tr(∂f/∂z) per row by `d` vector-Jacobian products.
+/// tr(∂f/∂z) per row, exactly (see [`exact_divergence_rows`]).
 pub fn exact_divergence<'t, E: Element>(f: Var<'t, E>, z: Var<'t, E>) -> Var<'t, E> {
     exact_divergence_rows(f, z).0
 }
 
 /// tr(∂f/∂z) per row, and the Jacobian rows `e_jᵀ∂f/∂z` (`n × d` each, one per output
 /// dimension `j`) it was read from.
+///
+/// The `d` products are taken in one batched reverse sweep ([`Tape::vjp_batched`]): the
+/// one-hot cotangents are stacked into a `d·n × d` matrix, so each layer of the network
+/// pulls all of them back with one matrix product of `d·n` rows instead of `d` products of
+/// `n` rows (the same FLOPs, in kernels that run closer to the machine's peak, and `d` times
+/// fewer recorded nodes for the adjoint to walk). If the field uses an op without a batched
+/// rule, the products are taken one by one ([`exact_divergence_rows_per_dim`]); the result
+/// is the same either way.
+///
+/// [`Tape::vjp_batched`]: autodiff::Tape::vjp_batched
 pub fn exact_divergence_rows<'t, E: Element>(
     f: Var<'t, E>,
     z: Var<'t, E>,
 ) -> (Var<'t, E>, Vec<Var<'t, E>>) {
     let tape = f.tape();
-    let (n, d) = f.shape();
+    let (n, d) = check_square("exact_divergence", f, z);
+    if d == 0 {
+        return (tape.zeros(n, 1), Vec::new());
+    }
+    // Block j of the stacked cotangent is e_j in every row.
+    let one_hot = tape.constant(Tensor::from_fn(d * n, d, |i, c| {
+        if c == i / n.max(1) {
+            E::ONE
+        } else {
+            E::ZERO
+        }
+    }));
+    let Some(stacked) = tape.vjp_batched(f, one_hot, d, z) else {
+        return exact_divergence_rows_per_dim(f, z);
+    };
+    // Block j of the stacked products is row j of the Jacobian at every point, so the
+    // one-hot cotangent is also the mask of the diagonal: ∂f_j/∂z_j sits where it is 1. Reading
+    // the trace this way keeps its backward pass O(n·d²), which slicing the blocks is not.
+    let div = (stacked * one_hot).sum_axis(1).sum_row_blocks(d);
+    // The Jacobian rows are read out through the transpose, where the blocks are column
+    // ranges; only the regularisers that use them pay for their backward pass.
+    let blocks = stacked.t();
+    let rows: Vec<Var<'t, E>> = (0..d)
+        .map(|j| blocks.slice_cols(j * n, (j + 1) * n).t())
+        .collect();
+    (div, rows)
+}
+
+/// [`exact_divergence_rows`] by `d` separate vector-Jacobian products, one per output
+/// dimension: the reference the batched sweep is tested against, and its fallback for fields
+/// whose ops have no batched rule.
+pub fn exact_divergence_rows_per_dim<'t, E: Element>(
+    f: Var<'t, E>,
+    z: Var<'t, E>,
+) -> (Var<'t, E>, Vec<Var<'t, E>>) {
+    let tape = f.tape();
+    let (n, d) = check_square("exact_divergence", f, z);
+    let rows: Vec<Var<'t, E>> = (0..d)
+        .map(|j| {
+            let e = tape.constant(Tensor::from_fn(
+                n,
+                d,
+                |_, c| if c == j { E::ONE } else { E::ZERO },
+            ));
+            tape.vjp(&[f], &[e], &[z])
+                .expect("vjp of primitives cannot fail")[0]
+        })
+        .collect();
+    if d == 0 {
+        return (tape.zeros(n, 1), rows);
+    }
+    (diagonal_sum(&rows), rows)
+}
+
+/// Σ_j (e_jᵀ∂f/∂z)_j per row, from the `d ≥ 1` Jacobian rows.
+fn diagonal_sum<'t, E: Element>(rows: &[Var<'t, E>]) -> Var<'t, E> {
+    rows.iter()
+        .enumerate()
+        .map(|(j, g)| g.slice_cols(j, j + 1))
+        .reduce(|a, b| a + b)
+        .expect("at least one dimension")
+}
+
+/// `f`'s shape `(n, d)` after checking that `z` has it too.
+fn check_square<E: Element>(op: &str, f: Var<'_, E>, z: Var<'_, E>) -> (usize, usize) {
     assert_eq!(
         z.shape(),
-        (n, d),
-        "exact_divergence: f is {:?} but z is {:?}",
+        f.shape(),
+        "{op}: f is {:?} but z is {:?}",
         f.shape(),
         z.shape()
     );
-    let mut acc: Option<Var<'t, E>> = None;
-    let mut rows = Vec::with_capacity(d);
-    for j in 0..d {
-        let e = tape.constant(Tensor::from_fn(
-            n,
-            d,
-            |_, c| if c == j { E::ONE } else { E::ZERO },
-        ));
-        let g = tape
-            .vjp(&[f], &[e], &[z])
-            .expect("vjp of primitives cannot fail")[0];
-        let djj = g.slice_cols(j, j + 1);
-        acc = Some(match acc {
-            None => djj,
-            Some(a) => a + djj,
-        });
-        rows.push(g);
-    }
-    (acc.unwrap_or_else(|| tape.zeros(n, 1)), rows)
+    f.shape()
 }
 
 /// Hutchinson's estimate εᵀ(∂f/∂z)ε per row, averaged over the probes, and the products εᵀ∂f/∂z.

@@ -43,7 +43,7 @@ pub(super) fn binary_shape<E: Element>(name: &str, x: &[&Tensor<E>]) -> (usize, 
 
 /// `out = f(a, b)` elementwise with broadcasting; the common layouts get their own loops so
 /// they vectorize.
-#[inline]
+#[inline(always)]
 pub(super) fn zip<E: Element>(x: &[&Tensor<E>], out: &mut Tensor<E>, f: impl Fn(E, E) -> E) {
     let (a, b) = (x[0], x[1]);
     let (r, c) = out.shape();
@@ -94,7 +94,7 @@ pub(super) fn zip<E: Element>(x: &[&Tensor<E>], out: &mut Tensor<E>, f: impl Fn(
     }
 }
 
-#[inline]
+#[inline(always)]
 pub(super) fn map<E: Element>(x: &Tensor<E>, out: &mut Tensor<E>, f: impl Fn(E) -> E) {
     for (o, &a) in out.as_mut_slice().iter_mut().zip(x.as_slice()) {
         *o = f(a);
@@ -170,6 +170,7 @@ pub(super) fn prod3_shape<E: Element>(x: &[&Tensor<E>]) -> (usize, usize) {
     x[0].shape()
 }
 
+#[inline(always)]
 pub(super) fn prod3<E: Element>(x: &[&Tensor<E>], k: E, out: &mut Tensor<E>) {
     let (a, b, c) = (x[0].as_slice(), x[1].as_slice(), x[2].as_slice());
     for (((o, &a), &b), &c) in out.as_mut_slice().iter_mut().zip(a).zip(b).zip(c) {

@@ -8,6 +8,7 @@
 //! instead of four); its own rules close over the set.
 
 mod arith;
+mod batched;
 mod linalg;
 mod shape;
 mod unary;
@@ -40,6 +41,8 @@ pub(crate) enum Prim<E> {
     SliceCols(usize, usize),
     PadCols { start: usize, total: usize },
     ConcatCols,
+    TileRows(usize),
+    SumRowBlocks(usize),
 }
 
 impl<E: Element> Prim<E> {
@@ -62,6 +65,8 @@ impl<E: Element> Prim<E> {
             Prim::SliceCols(..) => "slice_cols",
             Prim::PadCols { .. } => "pad_cols",
             Prim::ConcatCols => "concat_cols",
+            Prim::TileRows(_) => "tile_rows",
+            Prim::SumRowBlocks(_) => "sum_row_blocks",
         }
     }
 
@@ -81,11 +86,22 @@ impl<E: Element> Prim<E> {
             Prim::SliceCols(a, b) => shape::slice_cols_shape(x[0], *a, *b),
             Prim::PadCols { start, total } => shape::pad_cols_shape(x[0], *start, *total),
             Prim::ConcatCols => shape::concat_cols_shape(x),
+            Prim::TileRows(k) => shape::tile_rows_shape(x[0], *k),
+            Prim::SumRowBlocks(k) => shape::sum_row_blocks_shape(x[0], *k),
         }
     }
 
     /// Writes the output into `out` (whose length is the output size; its contents are stale).
     pub(crate) fn forward(&self, x: &[&Tensor<E>], out: &mut Tensor<E>) {
+        // The elementwise loops below are compiled for the CPU's widest kernel path.
+        crate::kernels::vectorize(
+            #[inline(always)]
+            || self.forward_here(x, out),
+        )
+    }
+
+    #[inline(always)]
+    fn forward_here(&self, x: &[&Tensor<E>], out: &mut Tensor<E>) {
         match self {
             Prim::Add => arith::zip(x, out, |a, b| a + b),
             Prim::Sub => arith::zip(x, out, |a, b| a - b),
@@ -105,6 +121,8 @@ impl<E: Element> Prim<E> {
             Prim::SliceCols(a, _) => shape::slice_cols(x[0], *a, out),
             Prim::PadCols { start, .. } => shape::pad_cols(x[0], *start, out),
             Prim::ConcatCols => shape::concat_cols(x, out),
+            Prim::TileRows(_) => shape::tile_rows(x[0], out),
+            Prim::SumRowBlocks(_) => shape::sum_row_blocks(x[0], out),
         }
     }
 
@@ -130,7 +148,9 @@ impl<E: Element> Prim<E> {
             | Prim::BroadcastTo(..)
             | Prim::SliceCols(..)
             | Prim::PadCols { .. }
-            | Prim::ConcatCols => shape::vjp(self, x, g, needs),
+            | Prim::ConcatCols
+            | Prim::TileRows(_)
+            | Prim::SumRowBlocks(_) => shape::vjp(self, x, g, needs),
         }
     }
 
@@ -155,7 +175,9 @@ impl<E: Element> Prim<E> {
             | Prim::BroadcastTo(..)
             | Prim::SliceCols(..)
             | Prim::PadCols { .. }
-            | Prim::ConcatCols => shape::jvp(self, x, t),
+            | Prim::ConcatCols
+            | Prim::TileRows(_)
+            | Prim::SumRowBlocks(_) => shape::jvp(self, x, t),
         }
     }
 }

@@ -8,6 +8,12 @@
 //! | pad_cols(a, c): zeros around | slice_cols(a, a + w) | pad_cols(ṫ) |
 //! | concat_cols(x₁ … xₙ) | slices of ḡ | concat of the tangents |
 //! | transpose | ḡᵀ | ṫᵀ |
+//! | tile_rows(k): k copies stacked by rows | sum_row_blocks(k) | tile_rows(ṫ) |
+//! | sum_row_blocks(k): sum of k stacked row blocks | tile_rows(k) | sum_row_blocks(ṫ) |
+//!
+//! The last pair exists for batched products (`Tape::vjp_batched`): k cotangents of an
+//! `r × c` value travel stacked as one `k·r × c` matrix, and a primal value that meets them
+//! in an elementwise rule is tiled to that height.
 
 use smallvec::SmallVec;
 
@@ -68,6 +74,49 @@ pub(super) fn concat_cols_shape<E: Element>(x: &[&Tensor<E>]) -> (usize, usize) 
         );
     }
     (r, x.iter().map(|t| t.cols()).sum())
+}
+
+pub(super) fn tile_rows_shape<E: Element>(x: &Tensor<E>, k: usize) -> (usize, usize) {
+    assert!(
+        k >= 1,
+        "tile_rows: {k} copies of a {:?} tensor (at least 1)",
+        x.shape()
+    );
+    (k * x.rows(), x.cols())
+}
+
+pub(super) fn sum_row_blocks_shape<E: Element>(x: &Tensor<E>, k: usize) -> (usize, usize) {
+    let (r, c) = x.shape();
+    assert!(
+        k >= 1 && r % k == 0,
+        "sum_row_blocks: {r}x{c} does not split into {k} row blocks of equal height"
+    );
+    (r / k, c)
+}
+
+/// Row-major storage makes the stacked copies one contiguous copy each.
+pub(super) fn tile_rows<E: Element>(x: &Tensor<E>, out: &mut Tensor<E>) {
+    let src = x.as_slice();
+    if src.is_empty() {
+        return;
+    }
+    for block in out.as_mut_slice().chunks_exact_mut(src.len()) {
+        block.copy_from_slice(src);
+    }
+}
+
+pub(super) fn sum_row_blocks<E: Element>(x: &Tensor<E>, out: &mut Tensor<E>) {
+    let dst = out.as_mut_slice();
+    if dst.is_empty() {
+        return;
+    }
+    let mut blocks = x.as_slice().chunks_exact(dst.len());
+    dst.copy_from_slice(blocks.next().expect("k >= 1 blocks"));
+    for block in blocks {
+        for (d, &s) in dst.iter_mut().zip(block) {
+            *d += s;
+        }
+    }
 }
 
 pub(super) fn transpose<E: Element>(x: &Tensor<E>, out: &mut Tensor<E>) {
@@ -192,6 +241,8 @@ pub(super) fn vjp<'t, E: Element>(
         Prim::PadCols { start, .. } => {
             smallvec::smallvec![Some(g.slice_cols(start, start + x[0].shape().1))]
         }
+        Prim::TileRows(k) => smallvec::smallvec![Some(g.sum_row_blocks(k))],
+        Prim::SumRowBlocks(k) => smallvec::smallvec![Some(g.tile_rows(k))],
         Prim::ConcatCols => {
             let mut off = 0;
             let mut out: Grads<'t, E> = SmallVec::with_capacity(x.len());
@@ -216,6 +267,8 @@ pub(super) fn jvp<'t, E: Element>(
         Prim::BroadcastTo(r, c) => t[0].map(|t| t.broadcast_to(r, c)),
         Prim::SliceCols(a, b) => t[0].map(|t| t.slice_cols(a, b)),
         Prim::PadCols { start, total } => t[0].map(|t| t.pad_cols(start, total)),
+        Prim::TileRows(k) => t[0].map(|t| t.tile_rows(k)),
+        Prim::SumRowBlocks(k) => t[0].map(|t| t.sum_row_blocks(k)),
         Prim::ConcatCols => {
             if t.iter().all(|t| t.is_none()) {
                 return None;

@@ -132,7 +132,7 @@ fn step_or_nan<E: Element>(a: E) -> E {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn each<E: Element>(x: &[E], out: &mut [E], f: impl Fn(E) -> E) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = f(v);
