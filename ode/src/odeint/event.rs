@@ -241,7 +241,7 @@ pub struct EventSolution<'t, E: Element> {
 /// // A ball dropped from height 2 under gravity 9.81: z = [x, v], x' = v, v' = −9.81.
 /// let f: Rc<dyn Dynamics<f64>> = Rc::new(dynamics(|tape, _t, z, _p| {
 ///     let v = z[0].slice_cols(1, 2);
-///     vec![tape.concat_cols(&[v, tape.scalar(-9.81)])]
+///     Ok(vec![tape.concat_cols(&[v, tape.scalar(-9.81)])])
 /// }));
 /// let tape = Tape::new();
 /// let z0 = tape.var(Tensor::from_f64s(1, 2, &[2.0, 0.0]));

@@ -184,7 +184,7 @@ pub fn solve<E: Element>(
 /// use autodiff::Tensor;
 /// use ode::{dynamics, solve_dense, DenseError, Options};
 ///
-/// let f = dynamics::<f64, _>(|_tape, _t, z, _p| vec![-z[0]]);
+/// let f = dynamics::<f64, _>(|_tape, _t, z, _p| Ok(vec![-z[0]]));
 /// let z0 = [Tensor::scalar(1.0)];
 /// let sol = solve_dense(&f, &z0, &[], &[0.0, 2.0], &Options::tsit5(1e-9, 1e-9)).unwrap();
 /// let z = sol.evaluate(0.7).unwrap();
