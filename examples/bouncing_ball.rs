@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             Ok(vec![tape.concat_cols(&[z[0].slice_cols(1, 2), -p[0]])])
         },
     ));
-    let ground = Event::new(event_fn(|_tape, _t, z, _p| z[0].slice_cols(0, 1)));
+    let ground = Event::new(event_fn(|_tape, _t, z, _p| Ok(z[0].slice_cols(0, 1))));
     let (h, u) = (2.0f64, 1.5f64);
 
     // The first impact and its gradients, for every strategy.

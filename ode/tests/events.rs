@@ -21,7 +21,7 @@ fn ball() -> Rc<dyn Dynamics<f64>> {
 
 /// The ground: x = 0.
 fn ground() -> Event<f64> {
-    Event::new(event_fn(|_tape, _t, z, _p| z[0].slice_cols(0, 1)))
+    Event::new(event_fn(|_tape, _t, z, _p| Ok(z[0].slice_cols(0, 1))))
 }
 
 const STRATEGIES: [Adjoint; 3] = [
@@ -92,7 +92,9 @@ fn dragged() -> (Rc<dyn Dynamics<f64>>, Event<f64>) {
         },
     ));
     let floor = Event::new(event_fn(
-        |_tape, t, z: &[Var<'_, f64>], p: &[Var<'_, f64>]| z[0].slice_cols(0, 1) - p[2] - t * 0.3,
+        |_tape, t, z: &[Var<'_, f64>], p: &[Var<'_, f64>]| {
+            Ok(z[0].slice_cols(0, 1) - p[2] - t * 0.3)
+        },
     ));
     (f, floor)
 }
@@ -240,7 +242,7 @@ fn events_work_in_single_precision() {
         },
     ));
     let ground = Event::new(event_fn(|_tape, _t, z: &[Var<'_, f32>], _p| {
-        z[0].slice_cols(0, 1)
+        Ok(z[0].slice_cols(0, 1))
     }));
     let (h, u, g) = (2.0f64, 1.5f64, 9.81f64);
     let s = (u * u + 2.0 * g * h).sqrt();
@@ -255,5 +257,32 @@ fn events_work_in_single_precision() {
         let gr = tape.grad(hit.t, &[z0]).unwrap();
         let (dh, du) = (f64::from(gr[0].get(0, 0)), f64::from(gr[0].get(0, 1)));
         assert!((dh - 1.0 / s).abs() < 1e-4 && (du - (1.0 + u / s) / g).abs() < 1e-4);
+    }
+}
+
+/// A condition that returns an error ends the search with that error (not a panic, and never a
+/// wrong event returned as `Ok`), whether it fails at `t0`, while the steps are scanned, or only
+/// near the root.
+#[test]
+fn a_failing_condition_returns_its_own_error() {
+    let f = ball();
+    let opts = Options::dopri5(1e-8, 1e-8);
+    // Fails once the ball is below `below` (at t0 for below = 3, during the scan for 1, and
+    // only inside the bracketing step for 1e-3).
+    for below in [3.0, 1.0, 1e-3] {
+        let event = Event::new(event_fn(move |_tape, _t, z: &[Var<'_, f64>], _p| {
+            let x = z[0].slice_cols(0, 1);
+            if x.item() < below {
+                return Err(autodiff::Error::new("test condition", "refused"));
+            }
+            Ok(x)
+        }));
+        let tape = Tape::new();
+        let z0 = tape.var(Tensor::from_f64s(1, 2, &[2.0, 1.5]));
+        let g = tape.var(Tensor::scalar(9.81));
+        let err = odeint_event(&tape, &f, &[z0], &[g], 0.0, 10.0, &event, &opts)
+            .err()
+            .unwrap_or_else(|| panic!("below {below}: a failing condition gave Ok"));
+        assert_eq!(err.op, "test condition", "below {below}: {err}");
     }
 }

@@ -26,7 +26,7 @@ use super::odeint;
 use super::stats::OdeStats;
 use crate::solve::root::{illinois, RootFailure};
 use crate::solve::{check_times, solve_until, DenseSolution};
-use crate::{Dynamics, DynamicsError, OdeError, Options, Stats};
+use crate::{Dynamics, OdeError, Options, Stats};
 
 /// A condition `g(t, z; θ)` whose zero is an event, written with tape operations like
 /// [`Dynamics`]: `t` is `1 × 1`, `z` the state's channels, `params` the solve's parameters,
@@ -35,19 +35,24 @@ use crate::{Dynamics, DynamicsError, OdeError, Options, Stats};
 /// Closures with the right signature implement it; [`event_fn`] gives a closure stored in a
 /// variable the higher-ranked signature it needs.
 pub trait EventFn<E: Element> {
-    /// Evaluates `g(t, z; θ)` on `tape`.
+    /// Evaluates `g(t, z; θ)` on `tape`. An error ends [`odeint_event`] with that error.
     fn eval<'t>(
         &self,
         tape: &'t Tape<E>,
         t: Var<'t, E>,
         z: &[Var<'t, E>],
         params: &[Var<'t, E>],
-    ) -> Var<'t, E>;
+    ) -> autodiff::Result<Var<'t, E>>;
 }
 
 impl<E: Element, F> EventFn<E> for F
 where
-    F: for<'t> Fn(&'t Tape<E>, Var<'t, E>, &[Var<'t, E>], &[Var<'t, E>]) -> Var<'t, E>,
+    F: for<'t> Fn(
+        &'t Tape<E>,
+        Var<'t, E>,
+        &[Var<'t, E>],
+        &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>>,
 {
     fn eval<'t>(
         &self,
@@ -55,7 +60,7 @@ where
         t: Var<'t, E>,
         z: &[Var<'t, E>],
         params: &[Var<'t, E>],
-    ) -> Var<'t, E> {
+    ) -> autodiff::Result<Var<'t, E>> {
         self(tape, t, z, params)
     }
 }
@@ -65,12 +70,17 @@ where
 /// ```
 /// use ode::event_fn;
 /// // The first state column reaching zero (a ball hitting the ground).
-/// let ground = event_fn::<f64, _>(|_tape, _t, z, _p| z[0].slice_cols(0, 1));
+/// let ground = event_fn::<f64, _>(|_tape, _t, z, _p| Ok(z[0].slice_cols(0, 1)));
 /// # let _ = ground;
 /// ```
 pub fn event_fn<E: Element, F>(g: F) -> F
 where
-    F: for<'t> Fn(&'t Tape<E>, Var<'t, E>, &[Var<'t, E>], &[Var<'t, E>]) -> Var<'t, E>,
+    F: for<'t> Fn(
+        &'t Tape<E>,
+        Var<'t, E>,
+        &[Var<'t, E>],
+        &[Var<'t, E>],
+    ) -> autodiff::Result<Var<'t, E>>,
 {
     g
 }
@@ -118,14 +128,14 @@ impl<E: Element> Event<E> {
     }
 
     /// Evaluates the condition on plain values (a scratch tape).
-    fn value(&self, t: f64, z: &[Tensor<E>], params: &[Tensor<E>]) -> f64 {
+    fn value(&self, t: f64, z: &[Tensor<E>], params: &[Tensor<E>]) -> autodiff::Result<f64> {
         let tape = Tape::new();
         let tv = tape.var(Tensor::scalar(E::from_f64(t)));
         let zv: Vec<Var<'_, E>> = z.iter().map(|c| tape.var_from(c)).collect();
         let pv: Vec<Var<'_, E>> = params.iter().map(|p| tape.var_from(p)).collect();
-        let g = self.cond.eval(&tape, tv, &zv, &pv);
+        let g = self.cond.eval(&tape, tv, &zv, &pv)?;
         check_scalar(g);
-        g.item().to_f64()
+        Ok(g.item().to_f64())
     }
 }
 
@@ -245,7 +255,7 @@ pub struct EventSolution<'t, E: Element> {
 /// }));
 /// let tape = Tape::new();
 /// let z0 = tape.var(Tensor::from_f64s(1, 2, &[2.0, 0.0]));
-/// let ground = Event::new(event_fn(|_tape, _t, z, _p| z[0].slice_cols(0, 1)));
+/// let ground = Event::new(event_fn(|_tape, _t, z, _p| Ok(z[0].slice_cols(0, 1))));
 /// let hit = odeint_event(&tape, &f, &[z0], &[], 0.0, 10.0, &ground, &Options::dopri5(1e-8, 1e-8))
 ///     .unwrap();
 /// let t_hit = (2.0 * 2.0 / 9.81f64).sqrt();
@@ -281,7 +291,7 @@ pub fn odeint_event<'t, E: Element>(
     let pv: Vec<Tensor<E>> = params.iter().map(|v| v.value()).collect();
 
     // Locate: a dense solve that stops after the step in which g changes sign.
-    let g0 = event.value(t0.to_f64(), &zv, &pv);
+    let g0 = event.value(t0.to_f64(), &zv, &pv)?;
     if !g0.is_finite() {
         return Err(wrap(OdeError::NonFinite {
             t: t0.to_f64(),
@@ -291,9 +301,17 @@ pub fn odeint_event<'t, E: Element>(
     let mut prev = (t0.to_f64(), g0);
     let mut found: Option<Crossing> = None;
     let mut bad_g: Option<f64> = None;
+    // The first error the condition returned; it ends the search and is returned as is.
+    let mut cond_err: Option<autodiff::Error> = None;
     let mut stop = |dense: &DenseSolution<E>, y: &[Tensor<E>]| -> bool {
         let tb = dense.t1().to_f64();
-        let gb = event.value(tb, y, &pv);
+        let gb = match event.value(tb, y, &pv) {
+            Ok(g) => g,
+            Err(e) => {
+                cond_err = Some(e);
+                return true;
+            }
+        };
         if !gb.is_finite() {
             bad_g = Some(tb);
             return true;
@@ -310,6 +328,9 @@ pub fn odeint_event<'t, E: Element>(
         crossed
     };
     let (sol, _) = solve_until(&**f, &zv, &pv, t0, t1, opts, &mut stop).map_err(wrap)?;
+    if let Some(e) = cond_err.take() {
+        return Err(e);
+    }
     if let Some(t) = bad_g {
         return Err(wrap(OdeError::NonFinite {
             t,
@@ -331,17 +352,27 @@ pub fn odeint_event<'t, E: Element>(
         let scale = crossing.a.0.abs().max(crossing.b.0.abs());
         64.0 * E::EPSILON.to_f64() * scale.max(f64::MIN_POSITIVE)
     });
-    let (t_root, iterations) = illinois(
+    let located = illinois(
         |t| {
             let theta = step_theta(dense, crossing.step, t);
-            event.value(t, &dense.evaluate_step(crossing.step, theta), &pv)
+            match event.value(t, &dense.evaluate_step(crossing.step, theta), &pv) {
+                Ok(g) => g,
+                Err(e) => {
+                    // NaN ends the root finder; the kept error is returned below.
+                    cond_err.get_or_insert(e);
+                    f64::NAN
+                }
+            }
         },
         crossing.a,
         crossing.b,
         xtol,
         event.max_iter,
-    )
-    .map_err(|e| match e {
+    );
+    if let Some(e) = cond_err.take() {
+        return Err(e);
+    }
+    let (t_root, iterations) = located.map_err(|e| match e {
         RootFailure::NotConverged {
             bracket,
             iterations,
@@ -361,11 +392,11 @@ pub fn odeint_event<'t, E: Element>(
     let solved = odeint(tape, f, z0, params, [t0, tc], opts)?;
     let zc: Vec<Var<'t, E>> = solved.last().to_vec();
     let zc_vals: Vec<Tensor<E>> = zc.iter().map(|v| v.value()).collect();
-    let (rate, fc) = rate_along_solution(event, &**f, tc, &zc_vals, &pv).map_err(wrap)?;
+    let (rate, fc) = rate_along_solution(event, &**f, tc, &zc_vals, &pv)?;
     if !(rate.is_finite() && rate != 0.0) {
         return Err(fail(EventError::Tangential { t: t_root, rate }));
     }
-    let g = event.cond.eval(tape, tape.scalar(tc), &zc, params);
+    let g = event.cond.eval(tape, tape.scalar(tc), &zc, params)?;
     check_scalar(g);
     let offset = (g - tape.constant(g.value())) * E::from_f64(-1.0 / rate);
     let t = offset + tape.scalar(tc);
@@ -405,21 +436,17 @@ fn rate_along_solution<E: Element>(
     t: E,
     z: &[Tensor<E>],
     params: &[Tensor<E>],
-) -> Result<(f64, Vec<Tensor<E>>), OdeError> {
+) -> autodiff::Result<(f64, Vec<Tensor<E>>)> {
     let tape = Tape::new();
     let tv = tape.var(Tensor::scalar(t));
     let zv: Vec<Var<'_, E>> = z.iter().map(|c| tape.var_from(c)).collect();
     let pv: Vec<Var<'_, E>> = params.iter().map(|p| tape.var_from(p)).collect();
     let fo: Vec<Tensor<E>> = f
-        .eval(&tape, tv, &zv, &pv)
-        .map_err(|e| OdeError::Dynamics {
-            t: t.to_f64(),
-            source: DynamicsError(std::sync::Arc::new(e)),
-        })?
+        .eval(&tape, tv, &zv, &pv)?
         .iter()
         .map(|v| v.value())
         .collect();
-    let g = event.cond.eval(&tape, tv, &zv, &pv);
+    let g = event.cond.eval(&tape, tv, &zv, &pv)?;
     check_scalar(g);
     let mut wrt = vec![tv];
     wrt.extend(&zv);
