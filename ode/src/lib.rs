@@ -7,7 +7,8 @@
 //!   Closures implement it; [`dynamics`] fixes a closure's signature.
 //! - [`tableau`]: methods are data. Butcher tableaux with a citation each (Euler, midpoint,
 //!   Heun, RK4, Bogacki–Shampine 3(2), Dormand–Prince 5(4), Tsitouras 5(4), DOP853's 8(5)
-//!   pair, implicit Euler and Alexander's SDIRK2), validated down to the order conditions.
+//!   pair, implicit Euler, Alexander's SDIRK2 and Kværnø's ESDIRK 3(2) and 5(4)), validated
+//!   down to the order conditions.
 //! - [`solve`]: integration on plain values. One generic explicit Runge–Kutta stepper (FSAL
 //!   exploited, stage buffers allocated once), a Newton stepper for the implicit methods
 //!   (Jacobian products from the tape, dense LU or matrix-free GMRES), PI step-size control

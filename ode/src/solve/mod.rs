@@ -148,9 +148,9 @@ impl<E: Element> Solution<E> {
 /// between by dense output, so save times never force steps: the methods' own continuous
 /// extensions for Dopri5 (Shampine 1986) and Tsit5 (Tsitouras 2011), both of order 4, and
 /// DOP853's of order 7 (Hairer, Nørsett & Wanner 1993), cubic Hermite interpolation for Bosh3
-/// and the implicit methods (as accurate as the methods). A method of order ≥ 4 without a
-/// continuous extension would instead shorten its steps to land on every save time, since a
-/// cubic interpolant would spoil its accuracy. Fixed-step solves take their steps between
+/// and the implicit methods up to Kvaerno3 (as accurate as the methods). Kvaerno5, of order 5
+/// without a continuous extension, instead shortens its steps to land on every save time,
+/// since a cubic interpolant would spoil its accuracy. Fixed-step solves take their steps between
 /// consecutive save times (see [`Stepping`]).
 ///
 /// Errors: [`OdeError::InvalidTimes`], [`OdeError::InvalidOptions`] before any work;
