@@ -1,13 +1,14 @@
 //! [`Trainer`]: the training loop the examples share.
 
-use std::collections::HashMap;
+mod state;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use autodiff::{Element, Tensor};
 use rand_pcg::Pcg64;
-use safetensors::tensor::SafeTensors;
 
+use self::state::{load_state, save_state, trainer_path};
 use super::csv_log::CsvLog;
 use super::progress::{format_duration, ProgressMode, Reporter, Smoothed};
 use super::{load_checkpoint, save_checkpoint, Ema};
@@ -158,14 +159,6 @@ struct Watch<E: Element> {
     bad: u64,
     stopped: bool,
 }
-
-const TRAINER_KEY: &str = "flowtape.trainer";
-const T_ITER: &str = "flowtape.trainer.iteration";
-const T_BAD: &str = "flowtape.trainer.bad";
-const T_STOPPED: &str = "flowtape.trainer.stopped";
-const T_SECONDS: &str = "flowtape.trainer.seconds";
-const T_BEST_ITER: &str = "flowtape.trainer.best_iteration";
-const T_BEST_VALUE: &str = "flowtape.trainer.best_value";
 
 impl<'v, E: Element, Err: From<FlowError>> Trainer<'v, E, Err> {
     /// A loop of `iters` iterations, reporting every 50, no validation, log or checkpoints.
@@ -457,92 +450,4 @@ fn open_log(path: &Path, m: &Metrics, resume: bool, start: u64) -> Result<CsvLog
     } else {
         CsvLog::create(path, columns)
     }
-}
-
-/// `checkpoint.safetensors` → `checkpoint.trainer.safetensors`.
-fn trainer_path(checkpoint: &Path) -> PathBuf {
-    checkpoint.with_extension("trainer.safetensors")
-}
-
-fn save_state<E: Element>(
-    path: &Path,
-    it: u64,
-    w: &Watch<E>,
-    seconds: f64,
-) -> Result<(), FlowError> {
-    let mut meta = HashMap::new();
-    meta.insert(TRAINER_KEY.to_string(), "1".to_string());
-    meta.insert(T_ITER.to_string(), it.to_string());
-    meta.insert(T_BAD.to_string(), w.bad.to_string());
-    meta.insert(T_STOPPED.to_string(), w.stopped.to_string());
-    meta.insert(T_SECONDS.to_string(), format!("{seconds:?}"));
-    let empty = Params::<E>::new();
-    let store = match &w.best {
-        Some(b) => {
-            meta.insert(T_BEST_ITER.to_string(), b.iteration.to_string());
-            meta.insert(T_BEST_VALUE.to_string(), format!("{:?}", b.value));
-            &b.params
-        }
-        None => &empty,
-    };
-    let bytes = store.to_safetensors_with(meta)?;
-    crate::io::write_atomic(path, &bytes)
-}
-
-/// Reads the loop's state saved with the checkpoint of iteration `it`; the best weights are
-/// read into a store shaped like `like`.
-fn load_state<E: Element>(
-    path: &Path,
-    it: u64,
-    like: &Params<E>,
-) -> Result<(Watch<E>, f64), FlowError> {
-    let bytes = std::fs::read(path).map_err(|e| FlowError::io(path, e))?;
-    let bad = |reason: String| FlowError::BadFile {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let (_, m) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let meta = m.metadata().clone().unwrap_or_default();
-    if meta.get(TRAINER_KEY).map(String::as_str) != Some("1") {
-        return Err(bad(format!("not a trainer state (no `{TRAINER_KEY}` = 1)")));
-    }
-    fn field<T: std::str::FromStr>(
-        meta: &HashMap<String, String>,
-        key: &str,
-        bad: &dyn Fn(String) -> FlowError,
-    ) -> Result<T, FlowError> {
-        let s = meta
-            .get(key)
-            .ok_or_else(|| bad(format!("metadata `{key}` is missing")))?;
-        s.parse()
-            .map_err(|_| bad(format!("metadata `{key}` = {s:?} is not a number")))
-    }
-    let saved: u64 = field(&meta, T_ITER, &bad)?;
-    if saved != it {
-        return Err(FlowError::CheckpointMismatch {
-            path: path.to_path_buf(),
-            item: "iteration".into(),
-            expected: format!("the checkpoint's iteration {it}"),
-            found: saved.to_string(),
-        });
-    }
-    let best = if meta.contains_key(T_BEST_ITER) {
-        let mut params = like.clone();
-        params.load_from_safetensors(&bytes, path, true)?;
-        Some(Best {
-            iteration: field(&meta, T_BEST_ITER, &bad)?,
-            value: field(&meta, T_BEST_VALUE, &bad)?,
-            params,
-        })
-    } else {
-        None
-    };
-    let stopped = meta.get(T_STOPPED).map(String::as_str) == Some("true");
-    let watch = Watch {
-        best,
-        bad: field(&meta, T_BAD, &bad)?,
-        stopped,
-    };
-    Ok((watch, field(&meta, T_SECONDS, &bad)?))
 }
